@@ -1,0 +1,35 @@
+import type { SimilarityKernel } from '../kernels/types.js';
+import type { Progress } from '../runtime/progress.js';
+import type { RunnableContext } from '../runtime/runner.js';
+import type { RunConfig } from '../shared/config.js';
+import type { IdType, RankSpec } from '../shared/types.js';
+import type { Store } from '../store/index.js';
+
+/** Everything the batch steps share. Paths: `staging` becomes the output when complete. */
+export interface BatchContext extends RunnableContext {
+  readonly config: RunConfig;
+  readonly kernel: SimilarityKernel;
+  readonly progress: Progress;
+  readonly rankSpec: RankSpec;
+  /** Final output folder. */
+  readonly outputDir: string;
+  /** Hidden folder inside the output where outputs are built before being renamed into place. */
+  readonly stagingDir: string;
+  /** Scratch space (spilled embeddings, row parts), removed at the end. */
+  readonly workDir: string;
+  store: Store | null;
+  files: string[];
+  idType: IdType;
+  metadataTypes: Record<string, unknown>;
+  dim: number;
+  rows: number;
+  rejectedRows: number;
+  /** Raw little-endian float32 file of the normalized embeddings, rows in input order. */
+  embeddingsPath: string;
+  centroids: Float32Array | null;
+  clusters: number;
+  kmeans: { iterations: number; inertia: number; converged: boolean } | null;
+  clusterSizes: number[];
+  duplicates: number | null;
+  pairsCompared: number;
+}

@@ -1,0 +1,120 @@
+/**
+ * The fused ONNX graphs behind the cpu kernel, built in code (see onnx-model.ts). Shapes are
+ * dynamic (`m`, `n`, `d`, `k`) so one session per graph serves every block size.
+ */
+import { OnnxType, attr, encodeModel } from './onnx-model.js';
+import type { OnnxGraph, OnnxNode } from './onnx-model.js';
+
+const F = OnnxType.FLOAT;
+
+/** Max + first argmax along the candidate axis, index cast to int32 for a cheap JS view. */
+function maxAndArgmax(from: string, score: string, index: string): OnnxNode[] {
+  return [
+    { op: 'ReduceMax', inputs: [from], outputs: [score], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
+    // select_last_index=0: among equal maxima the lowest candidate index, i.e. the first-ranked.
+    {
+      op: 'ArgMax',
+      inputs: [from],
+      outputs: [`${index}_i64`],
+      attributes: { axis: attr.int(1), keepdims: attr.int(0), select_last_index: attr.int(0) },
+    },
+    { op: 'Cast', inputs: [`${index}_i64`], outputs: [index], attributes: { to: attr.int(OnnxType.INT32) } },
+  ];
+}
+
+/**
+ * rankedMax with the rank mask: sim = Q·Cᵀ; sim[i][j] = -inf unless candidatePos[j] < queryPos[i];
+ * then max and first argmax per query. A query with no candidate before it gets -inf (its index
+ * is fixed up to -1 by the caller, since ArgMax over all -inf answers 0).
+ */
+export function rankedMaxMaskedModel(): Uint8Array {
+  const graph: OnnxGraph = {
+    name: 'ranked_max_masked',
+    initializers: [
+      { name: 'axis0', elemType: OnnxType.INT64, dims: [1], values: [0] },
+      { name: 'axis1', elemType: OnnxType.INT64, dims: [1], values: [1] },
+      { name: 'neg_inf', elemType: F, dims: [], values: [-Infinity] },
+    ],
+    inputs: [
+      { name: 'queries', elemType: F, dims: ['m', 'd'] },
+      { name: 'candidates', elemType: F, dims: ['n', 'd'] },
+      { name: 'query_pos', elemType: OnnxType.INT32, dims: ['m'] },
+      { name: 'candidate_pos', elemType: OnnxType.INT32, dims: ['n'] },
+    ],
+    outputs: [
+      { name: 'score', elemType: F, dims: ['m'] },
+      { name: 'index', elemType: OnnxType.INT32, dims: ['m'] },
+    ],
+    nodes: [
+      { op: 'Gemm', inputs: ['queries', 'candidates'], outputs: ['sim'], attributes: { transB: attr.int(1) } },
+      { op: 'Unsqueeze', inputs: ['query_pos', 'axis1'], outputs: ['qpos_col'] },
+      { op: 'Unsqueeze', inputs: ['candidate_pos', 'axis0'], outputs: ['cpos_row'] },
+      { op: 'Less', inputs: ['cpos_row', 'qpos_col'], outputs: ['before'] },
+      { op: 'Where', inputs: ['before', 'sim', 'neg_inf'], outputs: ['masked'] },
+      ...maxAndArgmax('masked', 'score', 'index'),
+    ],
+  };
+  return encodeModel(graph);
+}
+
+/** rankedMax without a mask, for candidate columns ranked before every query of the call. */
+export function rankedMaxOpenModel(): Uint8Array {
+  const graph: OnnxGraph = {
+    name: 'ranked_max_open',
+    inputs: [
+      { name: 'queries', elemType: F, dims: ['m', 'd'] },
+      { name: 'candidates', elemType: F, dims: ['n', 'd'] },
+    ],
+    outputs: [
+      { name: 'score', elemType: F, dims: ['m'] },
+      { name: 'index', elemType: OnnxType.INT32, dims: ['m'] },
+    ],
+    nodes: [
+      { op: 'Gemm', inputs: ['queries', 'candidates'], outputs: ['sim'], attributes: { transB: attr.int(1) } },
+      ...maxAndArgmax('sim', 'score', 'index'),
+    ],
+  };
+  return encodeModel(graph);
+}
+
+/**
+ * nearestCentroid: g = ‖c‖² − 2·x·c (one Gemm with the norms as bias), argmin/min over centroids,
+ * then dist2 = max(min + ‖x‖², 0). ‖x‖² is constant per row so it is added after the min, saving a
+ * pass over the [n, k] matrix; the clamp removes tiny negatives from cancellation.
+ */
+export function nearestCentroidModel(): Uint8Array {
+  const graph: OnnxGraph = {
+    name: 'nearest_centroid',
+    initializers: [{ name: 'zero', elemType: F, dims: [], values: [0] }],
+    inputs: [
+      { name: 'x', elemType: F, dims: ['n', 'd'] },
+      { name: 'centroids', elemType: F, dims: ['k', 'd'] },
+    ],
+    outputs: [
+      { name: 'index', elemType: OnnxType.INT32, dims: ['n'] },
+      { name: 'dist2', elemType: F, dims: ['n'] },
+    ],
+    nodes: [
+      { op: 'ReduceSumSquare', inputs: ['centroids'], outputs: ['c_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
+      { op: 'ReduceSumSquare', inputs: ['x'], outputs: ['x_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
+      {
+        op: 'Gemm',
+        inputs: ['x', 'centroids', 'c_norm2'],
+        outputs: ['partial'],
+        attributes: { transB: attr.int(1), alpha: attr.float(-2), beta: attr.float(1) },
+      },
+      {
+        op: 'ArgMin',
+        inputs: ['partial'],
+        outputs: ['index_i64'],
+        // select_last_index=0: equal distances resolve to the lowest centroid index.
+        attributes: { axis: attr.int(1), keepdims: attr.int(0), select_last_index: attr.int(0) },
+      },
+      { op: 'Cast', inputs: ['index_i64'], outputs: ['index'], attributes: { to: attr.int(OnnxType.INT32) } },
+      { op: 'ReduceMin', inputs: ['partial'], outputs: ['partial_min'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
+      { op: 'Add', inputs: ['partial_min', 'x_norm2'], outputs: ['dist2_raw'] },
+      { op: 'Max', inputs: ['dist2_raw', 'zero'], outputs: ['dist2'] },
+    ],
+  };
+  return encodeModel(graph);
+}

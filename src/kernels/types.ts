@@ -1,0 +1,47 @@
+/**
+ * The compute interface every backend implements (same file set per backend: `index.ts`).
+ * All matrices are row-major float32. Results must agree with the `js` backend within 1e-5.
+ */
+export type BackendName = 'cpu' | 'gpu' | 'js';
+
+export interface RankedMaxInput {
+  /** m × dim query rows. */
+  readonly queries: Float32Array;
+  /** Rank position of each query row within its cluster. */
+  readonly queryPos: Int32Array;
+  /** n × dim candidate rows, sorted by `candidatePos` ascending. */
+  readonly candidates: Float32Array;
+  /** Rank position of each candidate, strictly ascending. */
+  readonly candidatePos: Int32Array;
+  readonly dim: number;
+}
+
+export interface RankedMaxResult {
+  /** Per query: max dot product over candidates ranked before it (-Infinity when there is none). */
+  readonly score: Float32Array;
+  /** Per query: index into candidates of the first-ranked candidate reaching `score` (-1 when none). */
+  readonly index: Int32Array;
+}
+
+export interface NearestCentroidResult {
+  /** Index of the nearest centroid (lowest index among equals). */
+  readonly index: Int32Array;
+  /** Squared Euclidean distance to it. */
+  readonly dist2: Float32Array;
+}
+
+export interface SimilarityKernel {
+  readonly name: BackendName;
+  /** Human-readable description of what actually runs (e.g. "onnxruntime MLAS, 2 threads"). */
+  readonly description: string;
+  /**
+   * For each query, the max similarity over candidates ranked strictly before it, and the
+   * first-ranked candidate that reaches it. Covers the batch pairwise block (queries = a block of
+   * a ranked cluster, candidates = the rows before the block's end) and the streaming update
+   * (new clips against a cluster's state, both directions).
+   */
+  rankedMax(input: RankedMaxInput): Promise<RankedMaxResult>;
+  /** Nearest centroid of each of the n rows of x (n × dim) among k centroids (k × dim). */
+  nearestCentroid(x: Float32Array, centroids: Float32Array, dim: number): Promise<NearestCentroidResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { InputError } from './errors.js';
+import type { RankingColumn } from './types.js';
+
+/**
+ * One typed schema for the batch job's settings. Keys are camelCase here; config files may use
+ * the CLI's kebab-case (`n-clusters`) or snake_case (`n_clusters`). Precedence: defaults <
+ * config file < SEMDEDUP_* env vars < CLI flags.
+ */
+const rankingColumn = z
+  .string()
+  .regex(/^[A-Za-z_][\w.]*:(asc|desc)$/, 'expected column:asc or column:desc')
+  .transform((s): RankingColumn => {
+    const [column, order] = s.split(':') as [string, 'asc' | 'desc'];
+    return { column, order };
+  });
+
+const stringList = z.preprocess(
+  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+  z.array(z.string().min(1)),
+);
+
+export const runConfigSchema = z
+  .object({
+    /** Parquet/JSONL files, folders or globs. */
+    input: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.string().min(1)).min(1, 'at least one input is required')),
+    /** Output folder (NeMo layout). */
+    output: z.string().min(1),
+    /** Number of k-means clusters; taken from --centroids when given. */
+    nClusters: z.coerce.number().int().positive().optional(),
+    /** Duplicates are clips with cosine_sim_score >= 1 - eps; without eps the run stops after pairwise. */
+    eps: z.coerce.number().min(0).max(2).optional(),
+    /** NeMo kmeans_centroids.npy to skip fitting. */
+    centroids: z.string().min(1).optional(),
+    whichToKeep: z.enum(['hard', 'easy', 'random']).default('hard'),
+    /** Metadata ranking, `col:asc|desc,...`; replaces whichToKeep, id ascending breaks ties. */
+    ranking: z.preprocess(
+      (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+      z.array(rankingColumn),
+    ).default([]),
+    metadataFields: stringList.default([]),
+    distanceMetric: z.enum(['cosine', 'l2']).default('cosine'),
+    idField: z.string().min(1).default('id'),
+    embeddingField: z.string().min(1).default('embedding'),
+    init: z.enum(['k-means++', 'k-means||', 'random']).default('k-means++'),
+    /** k-means iterations (upper bound). */
+    maxIter: z.coerce.number().int().positive().default(300),
+    /** k-means tolerance, relative to the mean per-feature variance (scikit-learn/cuML). */
+    tol: z.coerce.number().min(0).default(1e-4),
+    seed: z.coerce.number().int().min(0).default(42),
+    nInit: z.coerce.number().int().positive().default(1),
+    /** Fraction of rows k-means is fitted on (all rows are assigned). */
+    fitFraction: z.coerce.number().gt(0).max(1).default(1),
+    /** Columns per pairwise block. */
+    pairwiseBatchSize: z.coerce.number().int().positive().default(1024),
+    backend: z.enum(['cpu', 'gpu', 'js']).default('cpu'),
+    /** Clusters probed per clip; only 1 (NeMo semantics) is supported by this version. */
+    probe: z.coerce.number().int().min(1).max(1).default(1),
+    /** Remove the output folder's previous contents first (NeMo's clear_output). */
+    clearOutput: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
+    /** Rows per batch read from the input. */
+    batchRows: z.coerce.number().int().positive().default(16384),
+  })
+  .strict();
+
+export type RunConfig = z.output<typeof runConfigSchema>;
+
+export function camelCaseKey(key: string): string {
+  return key.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function camelCaseKeys(obj: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [camelCaseKey(k), v]));
+}
+
+/** Read a YAML or JSON config file into a plain object with camelCase keys. */
+export function loadConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new InputError(`cannot read config file: ${(cause as Error).message}`, { cause, context: { file: path } });
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(text);
+  } catch (cause) {
+    throw new InputError(`config is not valid YAML/JSON: ${(cause as Error).message}`, { cause, context: { file: path } });
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new InputError('config must be a mapping of keys to values', { context: { file: path } });
+  return camelCaseKeys(parsed as Record<string, unknown>);
+}
+
+/** SEMDEDUP_N_CLUSTERS=50 → { nClusters: '50' } for the keys the schema knows. */
+export function configFromEnv(keys: readonly string[], env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    const name = `SEMDEDUP_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+    if (env[name] !== undefined) out[key] = env[name];
+  }
+  return out;
+}
+
+/** Validate merged settings; the error names each bad field in flag form. */
+export function parseConfig<S extends z.ZodType>(schema: S, layers: Record<string, unknown>[], source = 'config'): z.output<S> {
+  const merged: Record<string, unknown> = {};
+  for (const layer of layers) for (const [k, v] of Object.entries(layer)) if (v !== undefined) merged[k] = v;
+  const result = schema.safeParse(merged);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const field = issue.path.length ? issue.path.map((p) => (typeof p === 'string' ? p.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) : `[${String(p)}]`)).join('.') : '';
+    if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', ')}`;
+    return field ? `${field}: ${issue.message}` : issue.message;
+  });
+  throw new InputError(`invalid ${source}: ${problems.join('; ')}`, { context: { field: String(result.error.issues[0]?.path[0] ?? '') } });
+}

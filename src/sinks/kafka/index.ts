@@ -1,0 +1,5 @@
+/** Kafka sink stage: idempotent producer and dead-letter writer. The client comes from `src/sources/kafka`. */
+export { chunkBySize, createKafkaSink } from './sink.js';
+export type { KafkaOutMessage, KafkaSendResult, KafkaSink, KafkaSinkConfig } from './sink.js';
+export { createDeadLetterWriter, DEAD_LETTER_HEADERS, toDeadLetterMessage } from './dead-letter.js';
+export type { DeadLetter, DeadLetterWriter } from './dead-letter.js';

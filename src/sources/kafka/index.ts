@@ -1,0 +1,18 @@
+/**
+ * Kafka source stage: the client (shared with `src/sinks/kafka`), topic administration and the
+ * consumer-group source. kafkajs stays behind these exports.
+ */
+export { createKafkaClient, ensureTopics, kafkaError, kafkajsToPino, withKafkaRetry } from './client.js';
+export type {
+  EnsuredTopic,
+  KafkaAdmin,
+  KafkaClient,
+  KafkaConnectionConfig,
+  KafkaSaslConfig,
+  TopicPartitionOffsets,
+  TopicSpec,
+} from './client.js';
+export { createKafkaSource } from './source.js';
+export type { KafkaSource, KafkaSourceConfig } from './source.js';
+export { headerText } from './types.js';
+export type { KafkaCommitPosition, KafkaHeaders, KafkaRecord, KafkaRecordBatch } from './types.js';
