@@ -40,5 +40,5 @@ if kill -0 "$pid" 2>/dev/null; then
   kill -KILL "$pid" 2>/dev/null || true
   while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 fi
-rm -f "$PID_FILE"
+rm -f "$PID_FILE" "$KAFKA_HOME_DIR/kafka.port"
 say "stopped (pid $pid) in $((SECONDS - t0))s"

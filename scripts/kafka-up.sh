@@ -33,6 +33,7 @@ DATA="$KAFKA_HOME_DIR/data"
 PROPS="$KAFKA_HOME_DIR/server.properties"
 LOG4J="$KAFKA_HOME_DIR/log4j.properties"
 PID_FILE="$KAFKA_HOME_DIR/kafka.pid"
+PORT_FILE="$KAFKA_HOME_DIR/kafka.port"
 LOG_FILE="$KAFKA_HOME_DIR/kafka.log"
 HOST=127.0.0.1
 
@@ -66,6 +67,10 @@ describe_cluster() {
 command -v java >/dev/null || die "java not found (Java 17+ is needed to run the broker)"
 
 if pid="$(running_pid)"; then
+  running_port="$(cat "$PORT_FILE" 2>/dev/null || echo 9092)"
+  if [[ "$running_port" != "$KAFKA_PORT" ]]; then
+    die "the broker of this checkout already runs on port $running_port (pid $pid); run scripts/kafka-down.sh before starting it on $KAFKA_PORT"
+  fi
   say "already running (pid $pid, $HOST:$KAFKA_PORT, log $LOG_FILE)"
   exit 0
 fi
@@ -176,6 +181,7 @@ setsid nohup java $KAFKA_HEAP_OPTS \
   -cp "$CP" kafka.Kafka "$PROPS" </dev/null >>"$LOG_FILE" 2>&1 &
 pid=$!
 echo "$pid" >"$PID_FILE"
+echo "$KAFKA_PORT" >"$PORT_FILE"
 
 # --- 5. wait until a client can use it --------------------------------------------------------
 deadline=$((SECONDS + KAFKA_START_TIMEOUT_S))

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
-import { assignToCentroids, createFileRowSource, fitKMeans } from '../assign/index.js';
-import { readNpy, writeNpy } from '../assign/npy.js';
+import { assignToCentroids, fitKMeans } from '../assign/index.js';
+import { loadCentroids } from '../assign/centroids.js';
+import { writeNpy } from '../assign/npy.js';
 import type { Logger } from '../runtime/logging.js';
 import { InputError } from '../shared/errors.js';
 import { writeParquetFile } from '../sinks/parquet/index.js';
@@ -12,19 +13,16 @@ import type { BatchContext } from './context.js';
 export async function fitOrLoadCentroids(ctx: BatchContext, log: Logger): Promise<void> {
   const { config } = ctx;
   if (config.centroids) {
-    const { data, shape } = await readNpy(config.centroids);
-    if (shape.length !== 2) throw new InputError(`centroids must be a 2-d array [k, dim], got shape [${shape.join(', ')}]`, { context: { file: config.centroids } });
-    const [k, dim] = shape as [number, number];
-    if (dim !== ctx.dim) throw new InputError(`centroids have dimension ${dim} but the embeddings have ${ctx.dim}`, { context: { file: config.centroids } });
+    const { centroids, k, path } = loadCentroids(config.centroids, ctx.dim);
     if (config.nClusters !== undefined && config.nClusters !== k) {
-      throw new InputError(`--n-clusters ${config.nClusters} disagrees with the ${k} centroids in the file`, { context: { file: config.centroids, field: 'n-clusters' } });
+      throw new InputError(`--n-clusters ${config.nClusters} disagrees with the ${k} centroids in the file`, { context: { file: path, field: 'n-clusters' } });
     }
-    ctx.centroids = data;
+    ctx.centroids = centroids;
     ctx.clusters = k;
     log.info({ k, file: config.centroids }, 'centroids loaded; k-means skipped');
   } else {
     if (config.nClusters === undefined) throw new InputError('--n-clusters is required (or give --centroids)', { context: { field: 'n-clusters' } });
-    const source = createFileRowSource(ctx.embeddingsPath, ctx.dim);
+    const source = ctx.embeddings!;
     ctx.progress.start('k-means', config.maxIter * config.nInit);
     const fit = await fitKMeans(source, {
       k: config.nClusters,
@@ -60,7 +58,7 @@ export async function fitOrLoadCentroids(ctx: BatchContext, log: Logger): Promis
  * table in DuckDB (ids, metadata, rank hash, centroid, distances) from the Parquet parts.
  */
 export async function assignClips(ctx: BatchContext, log: Logger): Promise<void> {
-  const source = createFileRowSource(ctx.embeddingsPath, ctx.dim);
+  const source = ctx.embeddings!;
   const centroid = new Int32Array(ctx.rows);
   const l2 = new Float32Array(ctx.rows);
   const cos = new Float32Array(ctx.rows);

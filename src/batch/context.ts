@@ -1,3 +1,4 @@
+import type { RowSource } from '../assign/index.js';
 import type { SimilarityKernel } from '../kernels/types.js';
 import type { Progress } from '../runtime/progress.js';
 import type { RunnableContext } from '../runtime/runner.js';
@@ -24,8 +25,8 @@ export interface BatchContext extends RunnableContext {
   dim: number;
   rows: number;
   rejectedRows: number;
-  /** Raw little-endian float32 file of the normalized embeddings, rows in input order. */
-  embeddingsPath: string;
+  /** The normalized embeddings, rows in input order (in memory within the budget, else on disk). */
+  embeddings: RowSource | null;
   centroids: Float32Array | null;
   clusters: number;
   kmeans: { iterations: number; inertia: number; converged: boolean } | null;

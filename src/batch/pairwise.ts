@@ -1,11 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createFileRowSource } from '../assign/index.js';
 import { pairwiseClusterScores } from '../pairwise/index.js';
 import type { Logger } from '../runtime/logging.js';
 import type { MetadataValue } from '../shared/types.js';
-import { writeParquetFile } from '../sinks/parquet/index.js';
-import { idColumn, metadataColumns } from './columns.js';
+import { writeKmeansResults, writePairwiseResults } from '../sinks/nemo-layout.js';
 import type { BatchContext } from './context.js';
 
 /**
@@ -14,8 +12,9 @@ import type { BatchContext } from './context.js';
  * any clip ranked before, NeMo semantics), one cluster in memory at a time.
  */
 export async function pairwiseAllClusters(ctx: BatchContext, log: Logger): Promise<void> {
-  const source = createFileRowSource(ctx.embeddingsPath, ctx.dim);
+  const source = ctx.embeddings!;
   const metaNames = Object.keys(ctx.metadataTypes);
+  const types = { idType: ctx.idType, metadataTypes: ctx.metadataTypes };
   await mkdir(join(ctx.stagingDir, 'pairwise_results'), { recursive: true });
   ctx.progress.start('pairwise', ctx.rows);
   for (let k = 0; k < ctx.clusters; k++) {
@@ -26,21 +25,18 @@ export async function pairwiseAllClusters(ctx: BatchContext, log: Logger): Promi
     const embeddings = await source.readRows(rows);
     const metadata: Record<string, MetadataValue[]> = {};
     for (const name of metaNames) metadata[name] = cols[name] as MetadataValue[];
-    await writeParquetFile(join(ctx.stagingDir, 'kmeans_results', `centroid=${k}`, 'part-00000.parquet'), [
-      idColumn('id', ids, ctx.idType),
-      { name: 'embedding', type: 'fixed-list-float32', values: embeddings, listSize: ctx.dim },
-      ...metadataColumns(metadata, ctx.metadataTypes),
-      { name: 'centroid', type: 'int32', values: new Int32Array(rows.length).fill(k) },
-      { name: 'l2_dist_to_cent', type: 'float32', values: Float32Array.from(cols.l2_dist_to_cent as number[]) },
-      { name: 'cosine_dist_to_cent', type: 'float32', values: Float32Array.from(cols.cosine_dist_to_cent as number[]) },
-    ]);
+    await writeKmeansResults(ctx.stagingDir, {
+      centroid: k,
+      ids,
+      embeddings,
+      dim: ctx.dim,
+      metadata,
+      l2DistToCent: Float32Array.from(cols.l2_dist_to_cent as number[]),
+      cosineDistToCent: Float32Array.from(cols.cosine_dist_to_cent as number[]),
+    }, types);
     const { score, maxIndex, pairs } = await pairwiseClusterScores(ctx.kernel, embeddings, ctx.dim, ctx.config.pairwiseBatchSize);
     ctx.pairsCompared += pairs;
-    await writeParquetFile(join(ctx.stagingDir, 'pairwise_results', `cluster_${k}.parquet`), [
-      idColumn('id', ids, ctx.idType),
-      idColumn('max_id', Array.from(maxIndex, (i) => ids[i]!), ctx.idType),
-      { name: 'cosine_sim_score', type: 'float32', values: score },
-    ]);
+    await writePairwiseResults(ctx.stagingDir, k, ids, Array.from(maxIndex, (i) => ids[i]!), score, types);
     ctx.progress.increment(rows.length);
   }
   ctx.progress.stop();

@@ -27,7 +27,7 @@ export interface RunSummary {
 /** Names semdedup writes into an output folder; only these are cleared or published. */
 export const OUTPUT_ENTRIES = ['kmeans_results', 'kmeans_centroids.npy', 'pairwise_results', 'duplicates', 'rejected', 'semdedup.duckdb', 'summary.json'];
 
-async function prepareOutputDir(outputDir: string, clear: boolean, log: Logger): Promise<void> {
+export async function prepareOutputDir(outputDir: string, clear: boolean, log: Logger): Promise<void> {
   await mkdir(outputDir, { recursive: true });
   const existing = (await readdir(outputDir)).filter((e) => OUTPUT_ENTRIES.includes(e) || e.startsWith('.semdedup-'));
   if (existing.length === 0) return;
@@ -37,7 +37,7 @@ async function prepareOutputDir(outputDir: string, clear: boolean, log: Logger):
 }
 
 /** Move every finished output from staging into place; summary.json goes last (it marks completion). */
-async function publish(stagingDir: string, outputDir: string, summary: RunSummary): Promise<void> {
+export async function publish(stagingDir: string, outputDir: string, summary: object): Promise<void> {
   for (const entry of await readdir(stagingDir)) await rename(join(stagingDir, entry), join(outputDir, entry));
   const tmp = join(outputDir, '.semdedup-summary.json.tmp');
   await writeFile(tmp, JSON.stringify(summary, null, 2) + '\n');
@@ -70,7 +70,7 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
     dim: 0,
     rows: 0,
     rejectedRows: 0,
-    embeddingsPath: '',
+    embeddings: null,
     centroids: null,
     clusters: 0,
     kmeans: null,

@@ -1,7 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { formatErrorLine, InputError, SemdedupError } from '../shared/errors.js';
 import { createLogger } from '../runtime/logging.js';
+import { registerReplayCommand } from './replay-command.js';
 import { registerRunCommand } from './run-command.js';
+import { registerInspectCommand } from './inspect-command.js';
+import { registerIdentifyCommand } from './identify-command.js';
+import { registerExportCommand } from './export-command.js';
 
 /** Exit codes: 0 ok, 1 failure, 2 bad input or usage (message without a stack trace). */
 export async function main(argv: string[]): Promise<number> {
@@ -14,6 +18,10 @@ export async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ level: verbose ? 'debug' : undefined });
   const ctx = { logger, exitCode: 0 };
   registerRunCommand(program, ctx);
+  registerInspectCommand(program, ctx);
+  registerIdentifyCommand(program, ctx);
+  registerExportCommand(program, ctx);
+  registerReplayCommand(program, ctx);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return ctx.exitCode;

@@ -60,12 +60,49 @@ export const runConfigSchema = z
     probe: z.coerce.number().int().min(1).max(1).default(1),
     /** Remove the output folder's previous contents first (NeMo's clear_output). */
     clearOutput: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
+    /** Normalized embeddings are kept in memory up to this many MiB, beyond it spilled to disk. */
+    memoryBudgetMb: z.coerce.number().int().min(0).default(1024),
     /** Rows per batch read from the input. */
     batchRows: z.coerce.number().int().positive().default(16384),
   })
   .strict();
 
 export type RunConfig = z.output<typeof runConfigSchema>;
+
+/**
+ * `semdedup replay`: history through the streaming topology. Shares the input, ranking and
+ * kernel keys with `run`; centroids are required (streaming assigns to fixed centroids).
+ */
+export const replayConfigSchema = runConfigSchema
+  .pick({
+    input: true,
+    output: true,
+    eps: true,
+    whichToKeep: true,
+    ranking: true,
+    metadataFields: true,
+    distanceMetric: true,
+    idField: true,
+    embeddingField: true,
+    seed: true,
+    backend: true,
+    clearOutput: true,
+    batchRows: true,
+  })
+  .extend({
+    /** kmeans_centroids.npy, or a previous run's output folder holding one. */
+    centroids: z.string().min(1),
+    /** State folder that `semdedup stream` can continue from. */
+    state: z.string().min(1).optional(),
+    /** Clips per cluster buffer before it is folded into the cluster's state. */
+    flushMaxRows: z.coerce.number().int().positive().default(4096),
+    /** Publish duplicate verdicts to this Kafka topic as well. */
+    outputTopic: z.string().min(1).optional(),
+    brokers: stringList.optional(),
+  })
+  .strict();
+
+export type ReplayConfig = z.output<typeof replayConfigSchema>;
 
 export function camelCaseKey(key: string): string {
   return key.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase());

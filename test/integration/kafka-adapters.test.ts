@@ -3,10 +3,12 @@
  * test uses its own topics and group, so tests and parallel runs never share state.
  */
 import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createKafkaClient, createKafkaSource, ensureTopics, headerText } from '../../src/sources/kafka/index.js';
+import { createKafkaClient, createKafkaSource, ensureTopics, headerText, kafkajsToPino } from '../../src/sources/kafka/index.js';
 import type { KafkaAdmin, KafkaClient, KafkaRecordBatch } from '../../src/sources/kafka/index.js';
-import { createDeadLetterWriter, createKafkaSink, DEAD_LETTER_HEADERS } from '../../src/sinks/kafka/index.js';
+import { chunkBySize, createDeadLetterWriter, createKafkaSink, DEAD_LETTER_HEADERS } from '../../src/sinks/kafka/index.js';
 import type { KafkaOutMessage } from '../../src/sinks/kafka/index.js';
 
 const brokers = (inject('kafkaBrokers') || process.env.KAFKA_BROKERS || '').split(',').filter(Boolean);
@@ -191,5 +193,27 @@ describe.skipIf(brokers.length === 0)('kafka adapters on a real broker', () => {
     await expect(createKafkaSource(client, { topic, groupId: uniqueName('group') })).rejects.toThrow(
       expect.objectContaining({ name: 'InputError', message: expect.stringContaining(topic) }),
     );
+  });
+});
+
+describe('kafka adapter helpers (no broker)', () => {
+  it('routes kafkajs log entries to pino without credentials', () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const log = kafkajsToPino(pino({ level: 'warn' }, sink))(2);
+    log({ namespace: 'Connection', level: 2, label: 'WARN', log: { timestamp: 'now', message: 'slow broker', broker: 'b:9092', sasl: { password: 'hunter2' }, password: 'hunter2' } });
+    log({ namespace: 'Connection', level: 4, label: 'INFO', log: { timestamp: 'now', message: 'below warn' } });
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 40, msg: 'slow broker', namespace: 'Connection', broker: 'b:9092' });
+    expect(lines[0]).not.toContain('hunter2');
+  });
+
+  it('splits a send into requests under the byte limit, keeping order', () => {
+    const messages = clipMessages(0, 100);
+    const chunks = chunkBySize(messages, 1000);
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.flat()).toEqual(messages);
+    const huge: KafkaOutMessage = { key: 'big', value: Buffer.alloc(5000) };
+    expect(chunkBySize([huge], 1000)).toEqual([[huge]]); // alone; the broker decides
   });
 });

@@ -90,8 +90,8 @@ interface Backend {
 const backends: Backend[] = [
   { label: 'js', tinyOnly: false, make: async () => createJsKernel() },
   { label: 'cpu', tinyOnly: false, make: () => createCpuKernel({ threads: 2 }) },
-  // Tiny matrix budget: every call is split into many column/row blocks, exercising the fold.
-  { label: 'cpu (small blocks)', tinyOnly: false, make: () => createCpuKernel({ threads: 2, maxMatrixElements: 1 }) },
+  // Tiny matrix budget and query groups: every call splits into many column blocks and groups.
+  { label: 'cpu (small blocks)', tinyOnly: false, make: () => createCpuKernel({ threads: 2, maxMatrixElements: 1, groupRows: 3 }) },
   { label: 'gpu (fallback or real)', tinyOnly: false, make: () => createGpuKernel({ threads: 2, warn: () => {} }) },
   { label: 'gpu.js forced cpu mode', tinyOnly: true, make: () => createGpuKernel({ forceMode: 'cpu' }) },
 ];
@@ -155,6 +155,24 @@ describe.each(backends)('$label kernel agrees with js', ({ make, tinyOnly }) => 
     const got = await kernel.rankedMax(input);
     expectRankedMatches(got, input, true);
     for (let q = 3; q < m; q++) expect(got.index[q]).toBe(2);
+  });
+
+  it.each(dims)('queries ranked after hundreds of candidates, ties across column blocks, dim %i', async (dim) => {
+    // Long unmasked prefixes: the cpu kernel's blocked max/argmax path and its column blocks.
+    const rand = rng(300 + dim);
+    const n = tinyOnly ? 60 : 700;
+    const candidates = unitRows(n, dim, rand);
+    const copies = tinyOnly ? [7, 30, 59] : [5, 127, 128, 300, 511, 699];
+    for (const c of copies.slice(1)) copyRow(candidates, dim, copies[0]!, c);
+    const candidatePos = Int32Array.from({ length: n }, (_, i) => 2 * i);
+    const m = tinyOnly ? 6 : 40;
+    const queries = unitRows(m, dim, rand);
+    for (let q = 0; q < m; q += 3) copyRow(candidates, dim, copies[0]!, q, queries);
+    const queryPos = Int32Array.from({ length: m }, (_, q) => n + Math.floor(rand() * n) + (q % 2));
+    const input = { queries, queryPos, candidates, candidatePos, dim };
+    const got = await kernel.rankedMax(input);
+    expectRankedMatches(got, input);
+    for (let q = 0; q < m; q += 3) expect(got.index[q], `query ${q}`).toBe(copies[0]);
   });
 
   it('rankedMax with only negative similarities keeps the least negative', async () => {

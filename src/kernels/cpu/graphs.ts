@@ -57,10 +57,28 @@ export function rankedMaxMaskedModel(): Uint8Array {
   return encodeModel(graph);
 }
 
-/** rankedMax without a mask, for candidate columns ranked before every query of the call. */
+/**
+ * Column width of the blocks in `rankedMaxOpenModel`. ORT's ArgMax is a scalar loop (about 5×
+ * the cost of ReduceMax per element), so the open graph takes the max of each block of this many
+ * columns with the fast ReduceMax, runs ArgMax over the block maxima, and runs ArgMax again only
+ * inside the one winning block per query.
+ */
+export const OPEN_BLOCK = 128;
+
+/**
+ * rankedMax without a mask, for candidate columns ranked before every query of the call; the
+ * candidate count must be a multiple of OPEN_BLOCK. The first block holding the max, then the
+ * first column in it holding the max, is the first column overall: first-index ties survive.
+ */
 export function rankedMaxOpenModel(): Uint8Array {
+  const I64 = OnnxType.INT64;
   const graph: OnnxGraph = {
     name: 'ranked_max_open',
+    initializers: [
+      { name: 'blocked_shape', elemType: I64, dims: [3], values: [0, -1, OPEN_BLOCK] },
+      { name: 'block_width', elemType: I64, dims: [], values: [OPEN_BLOCK] },
+      { name: 'axis1', elemType: I64, dims: [1], values: [1] },
+    ],
     inputs: [
       { name: 'queries', elemType: F, dims: ['m', 'd'] },
       { name: 'candidates', elemType: F, dims: ['n', 'd'] },
@@ -71,7 +89,26 @@ export function rankedMaxOpenModel(): Uint8Array {
     ],
     nodes: [
       { op: 'Gemm', inputs: ['queries', 'candidates'], outputs: ['sim'], attributes: { transB: attr.int(1) } },
-      ...maxAndArgmax('sim', 'score', 'index'),
+      { op: 'Reshape', inputs: ['sim', 'blocked_shape'], outputs: ['blocked'] }, // [m, n/B, B], no copy
+      { op: 'ReduceMax', inputs: ['blocked'], outputs: ['block_max'], attributes: { axes: attr.ints([2]), keepdims: attr.int(0) } },
+      { op: 'ReduceMax', inputs: ['block_max'], outputs: ['score'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
+      {
+        op: 'ArgMax',
+        inputs: ['block_max'],
+        outputs: ['block'],
+        attributes: { axis: attr.int(1), keepdims: attr.int(1), select_last_index: attr.int(0) },
+      },
+      { op: 'GatherND', inputs: ['blocked', 'block'], outputs: ['winning_block'], attributes: { batch_dims: attr.int(1) } }, // [m, B]
+      {
+        op: 'ArgMax',
+        inputs: ['winning_block'],
+        outputs: ['within'],
+        attributes: { axis: attr.int(1), keepdims: attr.int(1), select_last_index: attr.int(0) },
+      },
+      { op: 'Mul', inputs: ['block', 'block_width'], outputs: ['block_start'] },
+      { op: 'Add', inputs: ['block_start', 'within'], outputs: ['index_col'] },
+      { op: 'Squeeze', inputs: ['index_col', 'axis1'], outputs: ['index_i64'] },
+      { op: 'Cast', inputs: ['index_i64'], outputs: ['index'], attributes: { to: attr.int(OnnxType.INT32) } },
     ],
   };
   return encodeModel(graph);

@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { InputError } from '../../shared/errors.js';
 import { preferFirstIdentical } from '../first-identical-row.js';
 import type { NearestCentroidResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
-import { nearestCentroidModel, rankedMaxMaskedModel, rankedMaxOpenModel } from './graphs.js';
+import { OPEN_BLOCK, nearestCentroidModel, rankedMaxMaskedModel, rankedMaxOpenModel } from './graphs.js';
 
 export interface CpuKernelOptions {
   /** ONNX Runtime intra-op threads (MLAS GEMM and reductions). Default 2. */
@@ -13,6 +13,12 @@ export interface CpuKernelOptions {
    * by this, not by the cluster size.
    */
   readonly maxMatrixElements?: number;
+  /**
+   * Queries are sorted by rank and handled in groups of this many rows. Each group needs the rank
+   * mask only over the candidates between its first and last query, so the masked (and wasted)
+   * part of a triangle block shrinks with the group; smaller groups mean smaller GEMMs. Default 256.
+   */
+  readonly groupRows?: number;
 }
 
 type GraphName = 'rankedMaxOpen' | 'rankedMaxMasked' | 'nearestCentroid';
@@ -42,6 +48,12 @@ function lowerBound(pos: Int32Array, value: number): number {
  * onnxruntime-node backend: fused ONNX graphs (GEMM + rank mask + max + first argmax; GEMM +
  * argmin for assignment) built in code and run on MLAS. One cached session per graph; shapes
  * are dynamic so block sizes can change freely.
+ *
+ * rankedMax splits each call so that little work is wasted: queries go in rank-sorted groups,
+ * candidates ranked before a whole group go through the unmasked graph (blocked reduction, see
+ * graphs.ts), and only the band between the group's first and last query pays for the mask.
+ * Note: onnxruntime-node runs a session synchronously on the JS thread (after a setImmediate),
+ * so a call blocks the event loop for its duration; callers size blocks with that in mind.
  */
 export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<SimilarityKernel> {
   const threads = options.threads ?? 2;
@@ -68,18 +80,24 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
   // Create the rankedMax sessions up front so the first block is not charged for graph setup.
   await Promise.all([session('rankedMaxOpen'), session('rankedMaxMasked')]);
 
+  // Tensors wrap the caller's typed arrays (subarrays included): no copy on our side.
   const f32 = (data: Float32Array, rows: number, cols: number) => new ort.Tensor('float32', data, [rows, cols]);
+  const groupRows = options.groupRows ?? 256;
 
-  /** Fold a block's (score, index) into the running best; ties keep the earlier block (lower index). */
-  function foldBlock(best: RankedMaxResult, out: ort.InferenceSession.OnnxValueMapType, offset: number): void {
+  /**
+   * Fold one ORT call's (score, index) for queries [g0, g0 + count) of the sorted order into the
+   * running best. Calls run in candidate order, so ties keep the earlier call (lower index).
+   */
+  function fold(best: RankedMaxResult, out: ort.InferenceSession.OnnxValueMapType, order: Int32Array | null, g0: number, offset: number): void {
     const score = out.score!.data as Float32Array;
     const index = out.index!.data as Int32Array;
-    for (let q = 0; q < score.length; q++) {
-      const s = score[q]!;
-      // A row that is -inf here had no candidate ranked before it in this block.
+    for (let i = 0; i < score.length; i++) {
+      const q = order ? order[g0 + i]! : g0 + i;
+      const s = score[i]!;
+      // -inf: no candidate ranked before this query in the block (ArgMax then says 0; ignore it).
       if (s > best.score[q]!) {
         best.score[q] = s;
-        best.index[q] = index[q]! + offset;
+        best.index[q] = index[i]! + offset;
       }
     }
   }
@@ -88,38 +106,57 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     const m = queryPos.length;
     const best: RankedMaxResult = { score: new Float32Array(m).fill(-Infinity), index: new Int32Array(m).fill(-1) };
     if (m === 0 || candidatePos.length === 0) return best;
-    let minPos = queryPos[0]!;
-    let maxPos = queryPos[0]!;
-    for (let q = 1; q < m; q++) {
-      minPos = Math.min(minPos, queryPos[q]!);
-      maxPos = Math.max(maxPos, queryPos[q]!);
-    }
-    // Candidates before every query need no mask; those at or after the last query are never used.
-    const open = lowerBound(candidatePos, minPos);
-    const used = lowerBound(candidatePos, maxPos);
-    if (used === 0) return best;
-    const queryTensor = f32(queries.subarray(0, m * dim), m, dim);
-    const blockColumns = Math.max(MIN_BLOCK_COLUMNS, Math.floor(maxMatrixElements / m));
-    const queryPosTensor = new ort.Tensor('int32', queryPos, [m]);
 
-    for (let start = 0; start < used; ) {
-      // Block boundaries never straddle `open`, so the mask is only paid where it matters.
-      const masked = start >= open;
-      const end = Math.min(start + blockColumns, masked ? used : open);
-      const n = end - start;
-      const cand = f32(candidates.subarray(start * dim, end * dim), n, dim);
-      const out = masked
-        ? await (await session('rankedMaxMasked')).run({
-            queries: queryTensor,
-            candidates: cand,
-            query_pos: queryPosTensor,
-            candidate_pos: new ort.Tensor('int32', candidatePos.subarray(start, end), [n]),
-          })
-        : await (await session('rankedMaxOpen')).run({ queries: queryTensor, candidates: cand });
-      foldBlock(best, out, start);
-      start = end;
+    // Sort queries by rank (usually they already are: a block of a ranked cluster).
+    let sorted = true;
+    for (let q = 1; q < m && sorted; q++) sorted = queryPos[q - 1]! <= queryPos[q]!;
+    let order: Int32Array | null = null;
+    let rows = queries;
+    let pos = queryPos;
+    if (!sorted) {
+      order = Int32Array.from({ length: m }, (_, q) => q).sort((a, b) => queryPos[a]! - queryPos[b]!);
+      rows = new Float32Array(m * dim);
+      pos = new Int32Array(m);
+      for (let i = 0; i < m; i++) {
+        rows.set(queries.subarray(order[i]! * dim, (order[i]! + 1) * dim), i * dim);
+        pos[i] = queryPos[order[i]!]!;
+      }
     }
-    preferFirstIdentical(best.index, candidates, used, dim);
+
+    const openSession = await session('rankedMaxOpen');
+    const maskedSession = await session('rankedMaxMasked');
+    let usedOverall = 0;
+    for (let g0 = 0; g0 < m; g0 += groupRows) {
+      const g1 = Math.min(m, g0 + groupRows);
+      const count = g1 - g0;
+      // Candidates before the group's first query need no mask; those at or after its last
+      // query are never used. The open part runs in whole OPEN_BLOCKs; its tail joins the mask.
+      const used = lowerBound(candidatePos, pos[g1 - 1]!);
+      if (used === 0) continue;
+      usedOverall = Math.max(usedOverall, used);
+      const open = lowerBound(candidatePos, pos[g0]!);
+      const openEnd = open - (open % OPEN_BLOCK);
+      const queryTensor = f32(rows.subarray(g0 * dim, g1 * dim), count, dim);
+      const blockColumns = Math.max(MIN_BLOCK_COLUMNS, Math.floor(maxMatrixElements / count));
+      const openColumns = Math.max(OPEN_BLOCK, blockColumns - (blockColumns % OPEN_BLOCK));
+      for (let start = 0; start < openEnd; start += openColumns) {
+        const end = Math.min(openEnd, start + openColumns);
+        const out = await openSession.run({ queries: queryTensor, candidates: f32(candidates.subarray(start * dim, end * dim), end - start, dim) });
+        fold(best, out, order, g0, start);
+      }
+      const queryPosTensor = new ort.Tensor('int32', pos.subarray(g0, g1), [count]);
+      for (let start = openEnd; start < used; start += blockColumns) {
+        const end = Math.min(used, start + blockColumns);
+        const out = await maskedSession.run({
+          queries: queryTensor,
+          candidates: f32(candidates.subarray(start * dim, end * dim), end - start, dim),
+          query_pos: queryPosTensor,
+          candidate_pos: new ort.Tensor('int32', candidatePos.subarray(start, end), [end - start]),
+        });
+        fold(best, out, order, g0, start);
+      }
+    }
+    preferFirstIdentical(best.index, candidates, usedOverall, dim);
     return best;
   }
 

@@ -175,14 +175,23 @@ function createGpuJsKernel(mode: string, forced: boolean): SimilarityKernel {
     loopMaxIterations: Math.max(BLOCK, 1 << 16),
     output: [1, 1],
   };
-  const dot = gpu.createKernel(DOT_SOURCE, { ...settings, pipeline: true });
+  // The similarity/distance matrices stay on the device (pipeline) for the reduction kernels.
+  // immutable: gpu.js 2.24 reuses a mutable pipeline output across setOutput() resizes and
+  // returns the stale shape (seen in cpu mode); a fresh output per call, deleted after use, is safe.
+  const intermediate = { ...settings, pipeline: true, immutable: true };
+  const dot = gpu.createKernel(DOT_SOURCE, intermediate);
   const rankedMaxReduce = gpu.createKernel(RANKED_MAX_SOURCE, settings);
-  const dist2 = gpu.createKernel(DIST2_SOURCE, { ...settings, pipeline: true });
+  const dist2 = gpu.createKernel(DIST2_SOURCE, intermediate);
   const argmin = gpu.createKernel(ARGMIN_SOURCE, settings);
 
   const launch = (k: IKernelRunShortcut, output: number[], ...args: unknown[]): unknown => {
     k.setOutput(output);
     return (k as unknown as (...a: unknown[]) => unknown)(...args);
+  };
+  /** Free a pipeline intermediate (a texture or buffer on GPU modes, a plain array otherwise). */
+  const release = (value: unknown): void => {
+    const del = (value as { delete?: () => void } | null)?.delete;
+    if (typeof del === 'function') del.call(value);
   };
 
   async function rankedMax({ queries, queryPos, candidates, candidatePos, dim }: RankedMaxInput): Promise<RankedMaxResult> {
@@ -202,9 +211,10 @@ function createGpuJsKernel(mode: string, forced: boolean): SimilarityKernel {
       const qposBlock = qposF.subarray(q0, q1);
       for (let c0 = 0; c0 < used; c0 += BLOCK) {
         const c1 = Math.min(used, c0 + BLOCK);
-        const sim = launch(dot, [c1 - c0, q1 - q0], qBlock, candidates.subarray(c0 * dim, c1 * dim), dim);
+        const sim = await launch(dot, [c1 - c0, q1 - q0], qBlock, candidates.subarray(c0 * dim, c1 * dim), dim);
         const cposBlock = Float32Array.from(candidatePos.subarray(c0, c1));
-        const [best, bestIndex] = await readRows(launch(rankedMaxReduce, [q1 - q0, 2], await sim, qposBlock, cposBlock, c1 - c0));
+        const [best, bestIndex] = await readRows(launch(rankedMaxReduce, [q1 - q0, 2], sim, qposBlock, cposBlock, c1 - c0));
+        release(sim);
         for (let q = q0; q < q1; q++) {
           const i = bestIndex![q - q0]!;
           // Later blocks hold later-ranked candidates: they win only on a strictly larger score.
@@ -229,8 +239,9 @@ function createGpuJsKernel(mode: string, forced: boolean): SimilarityKernel {
     if (k > BLOCK) throw new InputError(`gpu backend supports at most ${BLOCK} centroids, got ${k}`, { context: { field: 'centroids' } });
     for (let r0 = 0; r0 < n; r0 += BLOCK) {
       const r1 = Math.min(n, r0 + BLOCK);
-      const d2 = launch(dist2, [k, r1 - r0], x.subarray(r0 * dim, r1 * dim), centroids.subarray(0, k * dim), dim);
-      const [best, bestIndex] = await readRows(launch(argmin, [r1 - r0, 2], await d2, k));
+      const d2 = await launch(dist2, [k, r1 - r0], x.subarray(r0 * dim, r1 * dim), centroids.subarray(0, k * dim), dim);
+      const [best, bestIndex] = await readRows(launch(argmin, [r1 - r0, 2], d2, k));
+      release(d2);
       out.set(best!, r0);
       for (let i = r0; i < r1; i++) index[i] = bestIndex![i - r0]!;
     }

@@ -95,6 +95,8 @@ export interface ParquetWriter {
 }
 
 export const DEFAULT_ROW_GROUP_ROWS = 16384;
+/** Rows per batch passed to the wasm writer (row groups still hold `rowGroupRows`). */
+const WRITE_SLICE_ROWS = 4096;
 
 /** Write a whole table to `filePath` atomically, one row group at a time. */
 export async function writeParquetFile(
@@ -212,8 +214,11 @@ export async function openParquetWriter(filePath: string, options: ParquetWriteO
         }
       }
       if (n === 0 && schema === undefined) await writeSlice(columns, 0, 0);
-      for (let start = 0; start < n; start += rowGroupRows) {
-        await writeSlice(columns, start, Math.min(n, start + rowGroupRows));
+      // Hand the wasm writer small batches: it buffers a row group either way, and smaller
+      // input batches lower its memory peak (measured: 402 → 228 MB at 16k × 768 float32).
+      const sliceRows = Math.min(rowGroupRows, WRITE_SLICE_ROWS);
+      for (let start = 0; start < n; start += sliceRows) {
+        await writeSlice(columns, start, Math.min(n, start + sliceRows));
       }
       rows += n;
     },

@@ -30,14 +30,16 @@ export async function* readJsonlLines(file: string): AsyncGenerator<JsonlLine> {
   try {
     for await (const chunk of stream as AsyncIterable<Uint8Array>) {
       rest += decoder.decode(chunk, { stream: true });
+      let start = 0;
       let nl: number;
-      while ((nl = rest.indexOf('\n')) >= 0) {
-        const text = rest.slice(0, nl);
-        rest = rest.slice(nl + 1);
+      while ((nl = rest.indexOf('\n', start)) >= 0) {
+        const text = rest.slice(start, nl);
+        start = nl + 1;
         lineNo++;
         const trimmed = text.endsWith('\r') ? text.slice(0, -1) : text;
         if (trimmed.trim() !== '') yield { text: trimmed, lineNo };
       }
+      rest = rest.slice(start);
     }
     rest += decoder.decode();
     lineNo++;
@@ -63,8 +65,9 @@ function kindOf(v: unknown): JsonKind {
 }
 
 /**
- * Infer a file's types from its first records: ids (string or integer), metadata (string, bool,
- * int64 when every sampled number is an integer, else float64) and embedding lengths.
+ * Infer a file's types from its first records: ids (string or integer), metadata (the most common
+ * of string, bool, number; numbers are int64 when every sampled one is an integer, else float64)
+ * and embedding lengths.
  */
 export async function inspectJsonlFile(file: string, fields: InputFieldOptions): Promise<FileInspection> {
   let records = 0;
@@ -74,7 +77,7 @@ export async function inspectJsonlFile(file: string, fields: InputFieldOptions):
   let idSeen = false;
   let embSeen = false;
   const seenKeys = new Set<string>();
-  const kinds = new Map<string, Set<JsonKind>>(fields.metadataFields.map((f) => [f, new Set<JsonKind>()]));
+  const kinds = new Map<string, Map<JsonKind, number>>(fields.metadataFields.map((f) => [f, new Map<JsonKind, number>()]));
   const metaSeen = new Set<string>();
   const sampleLengths: number[] = [];
   for await (const { text, lineNo } of readJsonlLines(file)) {
@@ -112,7 +115,11 @@ export async function inspectJsonlFile(file: string, fields: InputFieldOptions):
       if (!(name in obj)) continue;
       metaSeen.add(name);
       const v = obj[name];
-      if (v !== null) kinds.get(name)!.add(kindOf(v));
+      if (v !== null) {
+        const m = kinds.get(name)!;
+        const k = kindOf(v);
+        m.set(k, (m.get(k) ?? 0) + 1);
+      }
     }
     if (records >= SAMPLE_RECORDS) break;
   }
@@ -139,26 +146,23 @@ export async function inspectJsonlFile(file: string, fields: InputFieldOptions):
         context: { file, field: name },
       });
     }
+    // The most common JSON type wins; values of another type become row errors when read.
     const ks = kinds.get(name)!;
-    if (ks.has('other')) {
+    const count = (k: JsonKind): number => ks.get(k) ?? 0;
+    const groups: [string, number][] = [
+      ['string', count('string')],
+      ['bool', count('bool')],
+      ['number', count('int') + count('float')],
+      ['other', count('other')],
+    ];
+    const top = groups.reduce((best, g) => (g[1] > best[1] ? g : best), ['string', 0] as [string, number]);
+    if (top[0] === 'other') {
       throw new InputError(`input file ${file}: metadata field "${name}" holds objects or arrays; supported: string, number, bool`, {
         context: { file, field: name },
       });
     }
-    const numeric = ks.has('int') || ks.has('float');
-    if ((ks.has('string') ? 1 : 0) + (ks.has('bool') ? 1 : 0) + (numeric ? 1 : 0) > 1) {
-      throw new InputError(
-        `input file ${file}: metadata field "${name}" mixes JSON types (${[...ks].join(', ')}) ${sampled}`,
-        { context: { file, field: name } },
-      );
-    }
-    metadataTypes[name] = ks.has('float')
-      ? new Float64()
-      : ks.has('int')
-        ? new Int64()
-        : ks.has('bool')
-          ? new Bool()
-          : new Utf8();
+    metadataTypes[name] =
+      top[0] === 'number' ? (count('float') > 0 ? new Float64() : new Int64()) : top[0] === 'bool' ? new Bool() : new Utf8();
   }
   return {
     file,

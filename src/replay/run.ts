@@ -1,0 +1,92 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { replayTopology } from '../../topologies/replay.js';
+import { prepareOutputDir, publish } from '../batch/run.js';
+import { createKernel } from '../kernels/index.js';
+import type { Logger } from '../runtime/logging.js';
+import { createProgress, type Progress } from '../runtime/progress.js';
+import { runTopology } from '../runtime/runner.js';
+import type { ReplayConfig } from '../shared/config.js';
+import { Store } from '../store/index.js';
+import type { ReplayContext } from './context.js';
+
+export interface ReplaySummary {
+  mode: 'replay';
+  rows: number;
+  clips_in_state: number;
+  clusters: number;
+  duplicates: number | null;
+  rejected_rows: number;
+  verdicts_published: number;
+  backend: string;
+  backend_description: string;
+  input_files: number;
+  timings: Record<string, number>;
+  config: ReplayConfig;
+}
+
+/** `semdedup replay`: Parquet history through the streaming core, NeMo layout out. */
+export async function runReplay(config: ReplayConfig, options: { logger: Logger; progress?: Progress }): Promise<ReplaySummary> {
+  const { logger } = options;
+  const started = performance.now();
+  const outputDir = resolve(config.output);
+  await prepareOutputDir(outputDir, config.clearOutput, logger);
+  const stagingDir = join(outputDir, `.semdedup-staging-${process.pid}`);
+  const workDir = join(outputDir, `.semdedup-work-${process.pid}`);
+  await mkdir(stagingDir, { recursive: true });
+  await mkdir(workDir, { recursive: true });
+  const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
+  const ctx: ReplayContext = {
+    config,
+    kernel,
+    progress: options.progress ?? createProgress(),
+    outputDir,
+    stagingDir,
+    workDir,
+    centroids: null,
+    clusters: 0,
+    dim: 0,
+    engine: null,
+    stateStore: null,
+    store: null,
+    sink: null,
+    files: [],
+    idType: 'string',
+    metadataTypes: {},
+    rows: 0,
+    rejectedRows: 0,
+    verdictsPublished: 0,
+    duplicates: null,
+    timings: {},
+  };
+  try {
+    ctx.store = await Store.open(join(stagingDir, 'semdedup.duckdb'));
+    await runTopology(replayTopology, ctx, logger);
+    ctx.store.close();
+    ctx.store = null;
+    ctx.timings.total = Math.round(performance.now() - started) / 1000;
+    const summary: ReplaySummary = {
+      mode: 'replay',
+      rows: ctx.rows,
+      clips_in_state: ctx.engine!.size,
+      clusters: ctx.clusters,
+      duplicates: ctx.duplicates,
+      rejected_rows: ctx.rejectedRows,
+      verdicts_published: ctx.verdictsPublished,
+      backend: kernel.name,
+      backend_description: kernel.description,
+      input_files: ctx.files.length,
+      timings: ctx.timings,
+      config,
+    };
+    await publish(stagingDir, outputDir, summary);
+    return summary;
+  } finally {
+    ctx.store?.close();
+    ctx.stateStore?.close();
+    await ctx.sink?.close();
+    await kernel.close();
+    await rm(workDir, { recursive: true, force: true });
+    await rm(stagingDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,142 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { centroidsChecksum, loadCentroids } from '../assign/centroids.js';
+import { writeNpy } from '../assign/npy.js';
+import { reportRejected, noValidRows } from '../batch/ingest.js';
+import { writeDuplicates } from '../batch/identify.js';
+import type { Logger } from '../runtime/logging.js';
+import type { MetadataValue } from '../shared/types.js';
+import { createKafkaClient } from '../sources/kafka/index.js';
+import { readInputSchema, resolveInputFiles } from '../sources/index.js';
+import { createKafkaSink } from '../sinks/kafka/index.js';
+import { verdictMessage } from '../sinks/kafka/verdicts.js';
+import { writeKmeansResults, writePairwiseResults } from '../sinks/nemo-layout.js';
+import { writeParquetFile } from '../sinks/parquet/index.js';
+import { DedupEngine } from '../state/dedup-engine.js';
+import type { Verdict } from '../state/cluster-state.js';
+import { sqlString } from '../store/index.js';
+import { StateStore } from '../store/state-store.js';
+import { createValidationState } from '../validate/index.js';
+import { forEachValidBatch } from '../validate/read-validated.js';
+import type { ReplayContext } from './context.js';
+
+/** Resolve inputs, load centroids, open (or continue) the streaming state. */
+export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<void> {
+  const { config } = ctx;
+  ctx.files = await resolveInputFiles(config.input);
+  const schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
+  const { centroids, k, dim } = loadCentroids(config.centroids, schema.dim);
+  ctx.centroids = centroids;
+  ctx.clusters = k;
+  ctx.dim = dim;
+  ctx.idType = schema.idType;
+  ctx.metadataTypes = { ...schema.metadataTypes };
+  const rankSpec = { whichToKeep: config.whichToKeep, distanceMetric: config.distanceMetric, ranking: config.ranking, seed: config.seed };
+  if (config.state) {
+    await mkdir(config.state, { recursive: true });
+    ctx.stateStore = await StateStore.open(join(config.state, 'state.duckdb'));
+    await ctx.stateStore.checkIdentity(
+      { dim, clusters: k, centroidsChecksum: centroidsChecksum(centroids), rankSpec: JSON.stringify(rankSpec), idType: schema.idType },
+      config.state,
+    );
+  }
+  ctx.engine = await DedupEngine.create(
+    { centroids, dim, rankSpec, idType: schema.idType, kernel: ctx.kernel, eps: config.eps ?? 0, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields },
+    ctx.stateStore,
+  );
+  if (config.outputTopic) {
+    const client = createKafkaClient({ brokers: config.brokers ?? ['127.0.0.1:9092'], clientId: 'semdedup-replay', logger: log });
+    ctx.sink = await createKafkaSink(client);
+  }
+  log.info({ files: ctx.files.length, clusters: k, dim, stateClips: ctx.engine.size, state: config.state ?? null }, 'replay state ready');
+}
+
+async function publishVerdicts(ctx: ReplayContext, verdicts: Verdict[]): Promise<void> {
+  if (!ctx.sink || verdicts.length === 0) return;
+  await ctx.sink.send(ctx.config.outputTopic!, verdicts.map((v) => verdictMessage(v, ctx.idType)));
+  ctx.verdictsPublished += verdicts.length;
+}
+
+/** Feed the files through the streaming core (validate → normalize → assign → buffer → kernel). */
+export async function replayClips(ctx: ReplayContext, log: Logger): Promise<void> {
+  const { config } = ctx;
+  const engine = ctx.engine!;
+  const schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
+  ctx.progress.start('replay', schema.rows ?? 0);
+  let sinceCheckpoint = 0;
+  const rejected = await forEachValidBatch(
+    ctx.files,
+    { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, batchRows: config.batchRows, schema },
+    // Ids already in the state are refused like any repeated id.
+    { dim: ctx.dim, seenIds: engine.knownIds },
+    async (batch) => {
+      await engine.add(batch);
+      ctx.rows += batch.ids.length;
+      sinceCheckpoint += batch.ids.length;
+      if (batch.origin.file) engine.advance(`file:${batch.origin.file}`, 0, String((batch.origin.firstRow ?? 0) + batch.ids.length));
+      if (sinceCheckpoint >= config.flushMaxRows * 4) {
+        await publishVerdicts(ctx, await engine.checkpoint());
+        sinceCheckpoint = 0;
+      }
+    },
+    (raw) => ctx.progress.increment(raw.ids.length),
+  ).finally(() => ctx.progress.stop());
+  await publishVerdicts(ctx, await engine.checkpoint());
+  ctx.rejectedRows = rejected.length;
+  await reportRejected(rejected, ctx.stagingDir, log);
+  if (engine.size === 0) throw noValidRows(rejected);
+  log.info({ clips: ctx.rows, inState: engine.size, rejected: rejected.length, verdictsPublished: ctx.verdictsPublished }, 'replayed');
+}
+
+/** The NeMo layout from the final state: kmeans_results, pairwise_results, centroids, DuckDB tables. */
+export async function writeReplayOutputs(ctx: ReplayContext, log: Logger): Promise<void> {
+  const engine = ctx.engine!;
+  const types = { idType: ctx.idType, metadataTypes: ctx.metadataTypes };
+  const metaNames = Object.keys(ctx.metadataTypes);
+  ctx.progress.start('write', engine.size);
+  for (const state of engine.clusters) {
+    if (state.size === 0) continue;
+    const members = state.members();
+    const ids = members.map((m) => m.rank.id);
+    const embeddings = new Float32Array(members.length * ctx.dim);
+    members.forEach((m, i) => embeddings.set(m.embedding, i * ctx.dim));
+    const metadata: Record<string, MetadataValue[]> = {};
+    for (const name of metaNames) metadata[name] = members.map((m) => m.rank.metadata[name] ?? null);
+    await writeKmeansResults(ctx.stagingDir, {
+      centroid: state.centroid,
+      ids,
+      embeddings,
+      dim: ctx.dim,
+      metadata,
+      l2DistToCent: Float32Array.from(members, (m) => m.rank.l2DistToCent),
+      cosineDistToCent: Float32Array.from(members, (m) => m.rank.cosineDistToCent),
+    }, types);
+    const verdicts = state.verdicts();
+    await writePairwiseResults(ctx.stagingDir, state.centroid, ids, verdicts.map((v) => v.maxId), Float32Array.from(verdicts, (v) => v.score), types);
+    ctx.progress.increment(members.length);
+  }
+  ctx.progress.stop();
+  await writeNpy(join(ctx.stagingDir, 'kmeans_centroids.npy'), ctx.centroids!, [ctx.clusters, ctx.dim]);
+  // DuckDB: the same tables as `run` (rank_pos = row number within the cluster's file).
+  const db = ctx.store!;
+  const centroidsParquet = join(ctx.workDir, 'centroids.parquet');
+  await writeParquetFile(centroidsParquet, [
+    { name: 'centroid', type: 'int32', values: Int32Array.from({ length: ctx.clusters }, (_, i) => i) },
+    { name: 'embedding', type: 'fixed-list-float32', values: ctx.centroids!, listSize: ctx.dim },
+  ]);
+  await db.run(`CREATE OR REPLACE TABLE centroids AS SELECT * FROM read_parquet(${sqlString(centroidsParquet)})`);
+  const km = join(ctx.stagingDir, 'kmeans_results', '*', '*.parquet');
+  await db.run(
+    `CREATE OR REPLACE TABLE clips AS SELECT * EXCLUDE (embedding, file_row_number), file_row_number::INTEGER AS rank_pos
+       FROM read_parquet(${sqlString(km)}, file_row_number = true, hive_partitioning = false) ORDER BY centroid, rank_pos`,
+  );
+  const pw = join(ctx.stagingDir, 'pairwise_results', '*.parquet');
+  await db.run(
+    `CREATE OR REPLACE TABLE pairwise AS SELECT p.id, p.max_id, p.cosine_sim_score, c.centroid
+       FROM read_parquet(${sqlString(pw)}) p JOIN clips c USING (id) ORDER BY c.centroid, c.rank_pos`,
+  );
+  if (ctx.config.eps !== undefined) {
+    ctx.duplicates = await writeDuplicates(db, ctx.config.eps, join(ctx.stagingDir, 'duplicates'));
+    log.info({ eps: ctx.config.eps, duplicates: ctx.duplicates }, 'duplicates identified');
+  }
+}

@@ -1,0 +1,131 @@
+import type { RankFields } from '../rank/index.js';
+import { InputError } from '../shared/errors.js';
+import type { MemberRecord } from '../state/cluster-state.js';
+import { Store } from './index.js';
+
+/** A member of a cluster's state with its cluster id, as persisted. */
+export interface StoredMember extends MemberRecord {
+  readonly centroid: number;
+}
+
+/** Where a source resumes: next offset per topic partition (or per file for replay). */
+export interface SourcePosition {
+  readonly source: string;
+  readonly partition: number;
+  readonly nextOffset: string;
+}
+
+/** What a state folder was built with; a continuation must agree. */
+export interface StateIdentity {
+  readonly dim: number;
+  readonly clusters: number;
+  readonly centroidsChecksum: string;
+  readonly rankSpec: string;
+  readonly idType: string;
+}
+
+const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v);
+const bigintRevive = (_k: string, v: unknown) => (v && typeof v === 'object' && '$bigint' in v ? BigInt((v as { $bigint: string }).$bigint) : v);
+
+/**
+ * Streaming state in DuckDB, keyed by cluster: every member with its rank fields, its embedding
+ * as a little-endian float32 BLOB and its raw max; plus source positions. A checkpoint writes
+ * touched members and positions in one transaction, so state and offsets never disagree.
+ */
+export class StateStore {
+  readonly #store: Store;
+
+  private constructor(store: Store) {
+    this.#store = store;
+  }
+
+  static async open(path: string): Promise<StateStore> {
+    const store = await Store.open(path);
+    await store.run(`CREATE TABLE IF NOT EXISTS members (
+      centroid INTEGER NOT NULL, id VARCHAR PRIMARY KEY, cosine_dist_to_cent FLOAT, l2_dist_to_cent FLOAT,
+      rank_hash DOUBLE, metadata VARCHAR, embedding BLOB NOT NULL, raw_score FLOAT, raw_max_id VARCHAR)`);
+    await store.run('CREATE TABLE IF NOT EXISTS positions (source VARCHAR, partition INTEGER, next_offset VARCHAR, PRIMARY KEY (source, partition))');
+    await store.run('CREATE TABLE IF NOT EXISTS identity (key VARCHAR PRIMARY KEY, value VARCHAR)');
+    return new StateStore(store);
+  }
+
+  /** Record the identity on first use; refuse a state built with other centroids or ranking. */
+  async checkIdentity(identity: StateIdentity, path: string): Promise<void> {
+    const rows = await this.#store.rows('SELECT key, value FROM identity');
+    if (rows.length === 0) {
+      for (const [key, value] of Object.entries(identity)) await this.#store.run(`INSERT INTO identity VALUES ('${key}', '${String(value).replace(/'/g, "''")}')`);
+      return;
+    }
+    const stored = Object.fromEntries(rows.map((r) => [r.key as string, r.value as string]));
+    for (const [key, value] of Object.entries(identity)) {
+      if (stored[key] !== String(value)) {
+        throw new InputError(`state was built with ${key} = ${stored[key]}, this run has ${String(value)}; use a new --state folder`, { context: { file: path, field: key } });
+      }
+    }
+  }
+
+  async loadMembers(): Promise<StoredMember[]> {
+    const reader = await this.#store.connection.runAndReadAll('SELECT * FROM members');
+    const cols = reader.getColumnsJS() as unknown[][];
+    const names = reader.columnNames();
+    const col = (n: string) => cols[names.indexOf(n)]!;
+    const [centroid, id, cos, l2, hash, meta, emb, raw, rawMax] = ['centroid', 'id', 'cosine_dist_to_cent', 'l2_dist_to_cent', 'rank_hash', 'metadata', 'embedding', 'raw_score', 'raw_max_id'].map(col);
+    return id!.map((_, i) => {
+      const bytes = emb![i] as Uint8Array;
+      const embedding = new Float32Array(bytes.byteLength / 4);
+      new Uint8Array(embedding.buffer).set(bytes);
+      const rank: RankFields = {
+        id: id![i] as string,
+        cosineDistToCent: cos![i] as number,
+        l2DistToCent: l2![i] as number,
+        hash: hash![i] as number,
+        metadata: JSON.parse(meta![i] as string, bigintRevive),
+      };
+      return { centroid: centroid![i] as number, rank, embedding, rawScore: raw![i] as number, rawMaxId: (rawMax![i] as string | null) ?? null };
+    });
+  }
+
+  async loadPositions(): Promise<SourcePosition[]> {
+    const rows = await this.#store.rows('SELECT source, partition, next_offset FROM positions');
+    return rows.map((r) => ({ source: r.source as string, partition: r.partition as number, nextOffset: r.next_offset as string }));
+  }
+
+  /** Persist touched members and source positions atomically. */
+  async checkpoint(members: readonly StoredMember[], positions: readonly SourcePosition[]): Promise<void> {
+    const db = this.#store;
+    await db.run('BEGIN TRANSACTION');
+    try {
+      if (members.length > 0) {
+        await db.run('CREATE OR REPLACE TEMP TABLE members_in AS SELECT * FROM members LIMIT 0');
+        const appender = await db.connection.createAppender('members_in', 'temp');
+        for (const m of members) {
+          appender.appendInteger(m.centroid);
+          appender.appendVarchar(m.rank.id);
+          appender.appendFloat(m.rank.cosineDistToCent);
+          appender.appendFloat(m.rank.l2DistToCent);
+          appender.appendDouble(m.rank.hash);
+          appender.appendVarchar(JSON.stringify(m.rank.metadata, bigintSafe));
+          appender.appendBlob(new Uint8Array(m.embedding.buffer, m.embedding.byteOffset, m.embedding.byteLength));
+          appender.appendFloat(m.rawScore);
+          if (m.rawMaxId === null) appender.appendNull();
+          else appender.appendVarchar(m.rawMaxId);
+          appender.endRow();
+        }
+        appender.closeSync();
+        await db.run('INSERT OR REPLACE INTO members SELECT * FROM members_in');
+        await db.run('DROP TABLE members_in');
+      }
+      for (const p of positions) {
+        await db.run(`INSERT OR REPLACE INTO positions VALUES ('${p.source.replace(/'/g, "''")}', ${p.partition}, '${p.nextOffset}')`);
+      }
+      await db.run('COMMIT');
+    } catch (err) {
+      await db.run('ROLLBACK').catch(() => {});
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.#store.close();
+  }
+}
