@@ -68,6 +68,7 @@ export class StateStore {
     const reader = await this.#store.connection.runAndReadAll('SELECT * FROM members');
     const cols = reader.getColumnsJS() as unknown[][];
     const names = reader.columnNames();
+    if (cols.length < names.length) return []; // an empty table yields no column arrays
     const col = (n: string) => cols[names.indexOf(n)]!;
     const [centroid, id, cos, l2, hash, meta, emb, raw, rawMax] = ['centroid', 'id', 'cosine_dist_to_cent', 'l2_dist_to_cent', 'rank_hash', 'metadata', 'embedding', 'raw_score', 'raw_max_id'].map(col);
     return id!.map((_, i) => {
@@ -97,7 +98,7 @@ export class StateStore {
     try {
       if (members.length > 0) {
         await db.run('CREATE OR REPLACE TEMP TABLE members_in AS SELECT * FROM members LIMIT 0');
-        const appender = await db.connection.createAppender('members_in', 'temp');
+        const appender = await db.connection.createAppender('members_in', 'main', 'temp');
         for (const m of members) {
           appender.appendInteger(m.centroid);
           appender.appendVarchar(m.rank.id);

@@ -1,0 +1,87 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { writeNpy } from '../../src/assign/npy.js';
+import { runBatch } from '../../src/batch/run.js';
+import { runReplay } from '../../src/replay/run.js';
+import { silentLogger } from '../../src/runtime/logging.js';
+import { createProgress } from '../../src/runtime/progress.js';
+import { replayConfigSchema, runConfigSchema } from '../../src/shared/config.js';
+import { makeRows, prng, readParquetRows, tempDir, writeRowsParquet } from '../helpers/fixtures.js';
+import type { RefRow } from '../helpers/reference.js';
+
+const quiet = { logger: silentLogger(), progress: createProgress(false) };
+
+async function writeParts(dir: string, rows: RefRow[], parts: number, seed: number): Promise<string[]> {
+  const rand = prng(seed);
+  const shuffled = [...rows].sort(() => rand() - 0.5);
+  const files: string[] = [];
+  for (let p = 0; p < parts; p++) {
+    const file = join(dir, `part-${p}.parquet`);
+    await writeRowsParquet(file, shuffled.filter((_, i) => i % parts === p));
+    files.push(file);
+  }
+  return files;
+}
+
+async function pairwiseById(out: string) {
+  const rows = await readParquetRows(join(out, 'pairwise_results', '*.parquet'));
+  return new Map(rows.map((r) => [String(r.id), { maxId: String(r.max_id), score: r.cosine_sim_score as number }]));
+}
+
+function expectSameResults(a: Map<string, { maxId: string; score: number }>, b: Map<string, { maxId: string; score: number }>) {
+  expect(b.size).toBe(a.size);
+  for (const [id, v] of a) {
+    const w = b.get(id);
+    expect(w, id).toBeDefined();
+    expect(w!.maxId, `max_id of ${id}`).toBe(v.maxId);
+    expect(Math.abs(w!.score - v.score), `score of ${id}`).toBeLessThanOrEqual(1e-5);
+  }
+}
+
+describe('replay equals run', () => {
+  const { rows, centers } = makeRows({ n: 300, dim: 16, centers: 5, seed: 21 });
+
+  it.each([
+    ['hard', {}],
+    ['easy', { whichToKeep: 'easy' }],
+    ['random', { whichToKeep: 'random' }],
+    ['l2', { distanceMetric: 'l2' }],
+    ['metadata', { ranking: 'duration_s:desc,video:asc' }],
+  ])('%s ranking, shuffled files, small flushes', async (_name, ranking) => {
+    const dir = tempDir();
+    const files = await writeParts(dir, rows, 3, 9);
+    const centroids = join(dir, 'c.npy');
+    writeNpy(centroids, Float32Array.from(centers.flat()), [centers.length, 16]);
+    const common = { centroids, eps: 0.02, backend: 'cpu', metadataFields: ['duration_s', 'video'], ...ranking };
+    await runBatch(runConfigSchema.parse({ input: files, output: join(dir, 'run'), ...common }), quiet);
+    // Files in reverse order, tiny batches and flushes: the result must not depend on them.
+    await runReplay(replayConfigSchema.parse({ input: [...files].reverse(), output: join(dir, 'replay'), batchRows: 7, flushMaxRows: 5, ...common }), quiet);
+    expectSameResults(await pairwiseById(join(dir, 'run')), await pairwiseById(join(dir, 'replay')));
+    const dupRun = await readParquetRows(join(dir, 'run', 'duplicates', '*.parquet'));
+    const dupReplay = await readParquetRows(join(dir, 'replay', 'duplicates', '*.parquet'));
+    expect(dupReplay.map((r) => r.id)).toEqual(dupRun.map((r) => r.id));
+    expect(dupRun.length).toBeGreaterThan(5);
+    const kmRun = await readParquetRows(join(dir, 'run', 'kmeans_results', '*', '*.parquet'), 'ORDER BY id');
+    const kmReplay = await readParquetRows(join(dir, 'replay', 'kmeans_results', '*', '*.parquet'), 'ORDER BY id');
+    expect(kmReplay.map((r) => [r.id, r.centroid, r.cosine_dist_to_cent, r.l2_dist_to_cent, r.video])).toEqual(kmRun.map((r) => [r.id, r.centroid, r.cosine_dist_to_cent, r.l2_dist_to_cent, r.video]));
+  });
+
+  it('a replayed state continued with new clips equals run over old + new', async () => {
+    const dir = tempDir();
+    const [oldFile, newFile] = [join(dir, 'old.parquet'), join(dir, 'new.parquet')];
+    await writeRowsParquet(oldFile, rows.slice(0, 180));
+    await writeRowsParquet(newFile, rows.slice(180));
+    const centroids = join(dir, 'c.npy');
+    writeNpy(centroids, Float32Array.from(centers.flat()), [centers.length, 16]);
+    const state = join(dir, 'state');
+    await runReplay(replayConfigSchema.parse({ input: [oldFile], output: join(dir, 'r1'), centroids, state, eps: 0.02 }), quiet);
+    const second = await runReplay(replayConfigSchema.parse({ input: [newFile], output: join(dir, 'r2'), centroids, state, eps: 0.02 }), quiet);
+    expect(second.clips_in_state).toBe(rows.length);
+    await runBatch(runConfigSchema.parse({ input: [oldFile, newFile], output: join(dir, 'run'), centroids, eps: 0.02 }), quiet);
+    expectSameResults(await pairwiseById(join(dir, 'run')), await pairwiseById(join(dir, 'r2')));
+    // The same state refuses other centroids.
+    const other = join(dir, 'other.npy');
+    writeNpy(other, Float32Array.from(centers.flat().map((x) => x + 1)), [centers.length, 16]);
+    await expect(runReplay(replayConfigSchema.parse({ input: [newFile], output: join(dir, 'r3'), centroids: other, state }), quiet)).rejects.toThrow(/centroidsChecksum/);
+  });
+});
