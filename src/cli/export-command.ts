@@ -1,7 +1,16 @@
+import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_ROWS_PER_FILE, exportDeduplicated } from '../export/index.js';
 import { parseCount } from './inspect-command.js';
 import type { CliContext } from './run-command.js';
+
+/** `part-00000.parquet (1000000 rows), ...`, shortened when there are many files. */
+function fileList(files: readonly { path: string; rows: number }[]): string {
+  const show = files.length > 4 ? [files[0]!, files[1]!, files[files.length - 1]!] : files;
+  const text = show.map((f) => `${basename(f.path)} (${f.rows} rows)`);
+  if (files.length > 4) text.splice(2, 0, `... ${files.length - 3} more ...`);
+  return text.join(', ');
+}
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
@@ -46,7 +55,7 @@ Examples:
       const missing = result.missing > 0 ? `; ${result.missing} listed ids were not in the input (--allow-missing)` : '';
       process.stdout.write(
         `semdedup: kept ${result.kept} of ${result.input_rows} rows, removed ${result.removed} duplicates${missing}\n` +
-          `  wrote ${result.files.length} file(s) to ${result.output}: ${result.files.map((f) => `${f.path.split('/').pop()} (${f.rows} rows)`).join(', ')}\n` +
+          `  wrote ${result.files.length} file(s) to ${result.output}: ${fileList(result.files)}\n` +
           `  columns: ${result.schema.join(', ')}\n`,
       );
     });

@@ -102,23 +102,19 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
   for (const f of [...inputFiles, ...duplicateFiles]) {
     const abs = path.resolve(f);
     if (abs === outputDir || abs.startsWith(outputDir + path.sep)) {
-      throw new InputError(`the output folder ${options.output} holds input file ${f}; export to another folder`, { context: { file: f, field: 'output' } });
+      throw new InputError(`the output folder ${options.output} holds ${f}, which export reads; export to another folder`, { context: { field: 'output' } });
     }
   }
   const formats = new Set(inputFiles.map(inputFormatOf));
   if (formats.size > 1) throw new InputError('mixed Parquet and JSONL inputs: export one format at a time', { context: { field: 'input' } });
   const format = [...formats][0]!;
 
-  await mkdir(outputDir, { recursive: true });
   const staging = path.join(outputDir, `.semdedup-export-${process.pid}`);
-  await rm(staging, { recursive: true, force: true });
-  await mkdir(staging, { recursive: true });
   // One thread: the anti-join then streams the input in its order (DuckDB only guarantees
   // order for single-table scans), and the JS writer is the bottleneck anyway.
   const store = await Store.open(':memory:', { threads: 1 });
   let published = false;
   try {
-    await store.run(`SET temp_directory = ${sqlString(path.join(staging, 'duckdb-tmp'))}`);
     const relation =
       format === 'parquet'
         ? `read_parquet([${inputFiles.map((f) => sqlString(f)).join(', ')}], hive_partitioning = false)`
@@ -149,11 +145,16 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
       ).map((r) => String(r.id));
       const what = `${missing} of the ${listed} duplicate ids are not in the input (e.g. ${missingExamples.join(', ')})`;
       if (!options.allowMissing) {
-        throw new InputError(`${what}: is --duplicates from a run on this --input? Pass --allow-missing to export anyway`, { context: { field: 'duplicates' } });
+        throw new InputError(`${what}: is --duplicates from a run on this --input? Pass --allow-missing to export anyway`);
       }
       log.warn({ missing, examples: missingExamples }, `${what}; exporting anyway (--allow-missing)`);
     }
 
+    // Checks passed: only now touch the output folder.
+    await mkdir(outputDir, { recursive: true });
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true });
+    await store.run(`SET temp_directory = ${sqlString(path.join(staging, 'duckdb-tmp'))}`);
     const files = await writeKeptRows(store, plans, idSql, staging, rowsPerFile);
     const kept = files.reduce((s, f) => s + f.rows, 0);
     if (kept + removed !== inputRows) throw new InvariantError(`export wrote ${kept} rows and removed ${removed}, but the input has ${inputRows}`);
@@ -164,9 +165,9 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
     for (const entry of await readdir(outputDir)) if (PART_RE.test(entry)) await rm(path.join(outputDir, entry), { force: true });
     const publishedFiles = [];
     for (const f of files) {
-      const target = path.join(outputDir, path.basename(f.path));
-      await rename(f.path, target);
-      publishedFiles.push({ path: target, rows: f.rows });
+      const name = path.basename(f.path);
+      await rename(f.path, path.join(outputDir, name));
+      publishedFiles.push({ path: path.join(options.output, name), rows: f.rows });
     }
     published = true;
     log.info({ input_rows: inputRows, removed, kept, files: files.length }, 'deduplicated data set exported');

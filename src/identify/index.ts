@@ -118,7 +118,7 @@ export async function identifyFromRun(outputDir: string, eps: number, options: {
   await writeFile(tmp, JSON.stringify(updated, null, 2) + '\n');
   await rename(tmp, summaryPath);
   log.info({ eps, duplicates, kept: rows - duplicates, previous }, 'duplicates rewritten from the pairwise table');
-  return { output: outputDir, eps, threshold: 1 - eps, rows, duplicates, kept: rows - duplicates, previous, duplicatesDir: target };
+  return { output: outputDir, eps, threshold: 1 - eps, rows, duplicates, kept: rows - duplicates, previous, duplicatesDir: join(outputDir, 'duplicates') };
 }
 
 async function readSummary(path: string): Promise<Record<string, unknown>> {

@@ -49,9 +49,9 @@ export function formatErrorLine(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const ctx = err instanceof SemdedupError ? err.context : {};
   const where: string[] = [];
-  if (ctx.file) where.push(ctx.file);
+  if (ctx.file && !err.message.includes(ctx.file)) where.push(ctx.file);
   if (ctx.row !== undefined) where.push(`row ${ctx.row}`);
-  if (ctx.field) where.push(`field ${ctx.field}`);
+  if (ctx.field && !err.message.includes(ctx.field)) where.push(`field ${ctx.field}`);
   if (ctx.cluster !== undefined) where.push(`cluster ${ctx.cluster}`);
   if (ctx.topic) where.push(`topic ${ctx.topic}${ctx.partition !== undefined ? `[${ctx.partition}]` : ''}`);
   return where.length ? `${where.join(': ')}: ${err.message}` : err.message;

@@ -15,14 +15,40 @@ import { runConfigSchema, type RunConfig } from '../../src/shared/config.js';
 import { writeParquetFile } from '../../src/sinks/parquet/index.js';
 import { generateSampleClips } from '../../src/sources/sample.js';
 import { openParquetFile, parquetArrowSchema } from '../../src/sources/parquet/index.js';
-import { readParquetRows, tempDir } from '../helpers/fixtures.js';
+import { makeRows, readParquetRows, tempDir, writeRowsParquet } from '../helpers/fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ROWS = 1500;
+
+/** The few DOM members used inside page.evaluate (the project compiles without the DOM lib). */
+interface DomBox {
+  readonly width: number;
+  readonly height: number;
+}
+interface DomElement {
+  readonly id: string;
+  getBoundingClientRect(): DomBox;
+  querySelectorAll(selector: string): Iterable<DomElement>;
+}
+interface DomImage {
+  src: string;
+  readonly width: number;
+  readonly height: number;
+  decode(): Promise<void>;
+}
+interface DomCanvas {
+  width: number;
+  height: number;
+  getContext(kind: '2d'): { drawImage(img: DomImage, x: number, y: number): void; getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
+}
+interface BrowserGlobals {
+  readonly document: { querySelectorAll(selector: string): Iterable<DomElement>; createElement(tag: 'canvas'): DomCanvas };
+  readonly Image: new () => DomImage;
+}
 const METADATA = ['video_id', 'duration_s', 'frame_count'];
 
-process.env.SEMDEDUP_LOG_LEVEL ??= 'warn';
+process.env.SEMDEDUP_LOG_LEVEL ??= 'error';
 
 /** Run the CLI in-process; stdout and stderr captured. */
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -218,7 +244,7 @@ describe('inspect, identify, export on a finished run', () => {
     expect(refused.stderr).toContain('2 of the 5 duplicate ids are not in the input');
     expect(refused.stderr).toContain('ghost-1, ghost-2');
     expect(refused.stderr).toContain('--allow-missing');
-    expect(existsSync(dest) ? readdirSync(dest) : []).toEqual([]);
+    expect(existsSync(dest)).toBe(false);
 
     const allowed = await cli(['export', '--input', input, '--duplicates', dupDir, '--output', dest, '--allow-missing', '--json']);
     expect(allowed.code).toBe(0);
@@ -244,6 +270,32 @@ describe('inspect, identify, export on a finished run', () => {
     expect(schema).toContain('frame_count: Int64');
   });
 
+  it('export keeps integer ids and the types of a DuckDB-written input', async () => {
+    const { rows } = makeRows({ n: 300, dim: 8, centers: 2, seed: 9, intIds: true });
+    const intInput = join(dir, 'int-ids.parquet');
+    await writeRowsParquet(intInput, rows, { intIds: true });
+    const intOut = join(dir, 'int-out');
+    const config = runConfigSchema.parse({ input: [intInput], output: intOut, nClusters: 2, eps: 0.01, backend: 'js', metadataFields: ['duration_s'] });
+    const summary = await runBatch(config, { logger: silentLogger(), progress: createProgress(false) });
+    expect(summary.duplicates).toBeGreaterThan(10);
+    const dest = join(dir, 'int-dedup');
+    const { code, stdout } = await cli(['export', '--input', intInput, '--duplicates', join(intOut, 'duplicates'), '--output', dest, '--json']);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ input_rows: 300, removed: summary.duplicates, kept: 300 - summary.duplicates! });
+    const schema = await arrowSchemaOf(intInput);
+    expect(schema[0]).toBe('id: Int64');
+    expect(await arrowSchemaOf(join(dest, 'part-00000.parquet'))).toEqual(schema);
+    const dups = new Set(await dupIds(intOut));
+    const kept = (await readParquetRows(join(dest, '*.parquet'))).map((r) => String(r.id));
+    expect(kept).toEqual(rows.map((r) => r.id).filter((id) => !dups.has(id)));
+  });
+
+  it('export refuses to write into a folder it reads from (exit 2)', async () => {
+    const { code, stderr } = await cli(['export', '--input', input, '--duplicates', join(out, 'duplicates'), '--output', out]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('which export reads');
+  });
+
   it('the HTML report renders its plots in headless Chromium, offline', async () => {
     if (!existsSync(CHROMIUM)) {
       throw new Error(`Chromium is required for this test and was not found at ${CHROMIUM}: run scripts/ensure-chromium.sh (installs Debian's chromium with apt-get)`);
@@ -265,7 +317,7 @@ describe('inspect, identify, export on a finished run', () => {
       expect(requests.filter((u) => !u.startsWith('file:') && !u.startsWith('data:'))).toEqual([]);
 
       const charts = await page.evaluate(() =>
-        [...document.querySelectorAll('svg.chart')].map((svg) => {
+        [...(globalThis as unknown as BrowserGlobals).document.querySelectorAll('svg.chart')].map((svg) => {
           const box = svg.getBoundingClientRect();
           const bars = [...svg.querySelectorAll('rect.bar')].map((r) => r.getBoundingClientRect().height);
           return { id: svg.id, width: box.width, height: box.height, bars: bars.length, tallBars: bars.filter((h) => h > 0).length };
@@ -285,6 +337,7 @@ describe('inspect, identify, export on a finished run', () => {
       // Pixels: the histogram's screenshot must hold plenty of non-white, and some bar-blue, pixels.
       const shot = await page.locator('#score-histogram').screenshot();
       const pixels = await page.evaluate(async (b64) => {
+        const { document, Image } = globalThis as unknown as BrowserGlobals;
         const img = new Image();
         img.src = `data:image/png;base64,${b64}`;
         await img.decode();

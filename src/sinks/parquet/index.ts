@@ -277,6 +277,9 @@ function writerProperties(compression: ParquetCompression, rowGroupRows: number)
     .setCompression(codec)
     .setMaxRowGroupSize(rowGroupRows)
     .setCreatedBy('semdedup')
+    // Dictionaries pay off for repeated values; embeddings and clip ids are nearly all distinct,
+    // and building the dictionary first halves write speed.
+    .setDictionaryEnabled(false)
     .build();
 }
 

@@ -22,6 +22,7 @@ import type { Table } from 'apache-arrow';
 import { decodeEmbeddings, idTypeOfArrow, metadataTypeOfArrow, metadataValues } from '../index.js';
 import type { DeadLetter } from '../../sinks/kafka/index.js';
 import type { IdType, MetadataValue, RawClipBatch } from '../../shared/types.js';
+import { arrowStreamProblem } from './arrow-guard.js';
 import { headerText } from './types.js';
 import type { KafkaRecord } from './types.js';
 
@@ -201,6 +202,11 @@ function clip(s: string | undefined, max = 40): string {
 
 function decodeArrowRecord(record: KafkaRecord, options: KafkaDecodeOptions, out: RawBatchBuilder): void {
   const whole: RowOrigin = { record, rowInRecord: null };
+  const unsafe = arrowStreamProblem(record.value);
+  if (unsafe) {
+    out.addErrorRow(unsafe, whole);
+    return;
+  }
   let table: Table;
   try {
     table = tableFromIPC(record.value);
@@ -222,14 +228,18 @@ function decodeArrowRecord(record: KafkaRecord, options: KafkaDecodeOptions, out
   const meta: MetadataValue[][] = [];
   try {
     const idVec = table.getChild(options.idField)!;
+    const embVec = table.getChild(options.embeddingField)!;
+    if (idVec.length !== table.numRows || embVec.length !== table.numRows) throw new Error('column lengths differ from the row count');
     ids = new Array<string | null>(table.numRows);
     for (let i = 0; i < table.numRows; i++) {
       const v = idVec.get(i) as unknown;
       ids[i] = v === null || v === undefined ? null : typeof v === 'string' ? v : String(v);
     }
-    emb = decodeEmbeddings(table.getChild(options.embeddingField)!);
+    emb = decodeEmbeddings(embVec);
+    if (emb.offsets[table.numRows] !== emb.values.length) throw new Error('embedding values do not match their offsets');
     for (const name of options.metadataFields) {
       const vec = table.getChild(name);
+      if (vec && vec.length !== table.numRows) throw new Error(`column "${name}" length differs from the row count`);
       meta.push(vec ? metadataValues(vec) : new Array<MetadataValue>(table.numRows).fill(null));
     }
   } catch (err) {

@@ -1,0 +1,165 @@
+/**
+ * The runner of streaming topologies: named steps, wired declaratively, run by one loop.
+ *
+ * A stream topology has three lists of steps:
+ * - `start`: once, before the first batch (e.g. recovery after a crash);
+ * - `perBatch`: a typed pipeline every batch from the source goes through (each step gets the
+ *   previous step's output; `null` ends that batch's chain early);
+ * - `checkpoint`: run in order when enough rows wait (`flushMaxRows`), when the oldest waiting
+ *   row is `flushMaxMs` old, when the source ends, and when the run is stopped (`signal`).
+ *
+ * The loop pulls the next batch only after the previous one went through `perBatch`, so memory
+ * is bounded by the source's prefetch plus what waits for a checkpoint; past `maxBufferedRows`
+ * waiting rows it pauses the source for the checkpoint (backpressure). Every step gets a child
+ * logger `{ step }` and its time adds up in `ctx.timings[step]` (seconds).
+ */
+import type { Logger } from 'pino';
+import type { RunnableContext, Step } from './runner.js';
+
+export interface BatchStep<C> {
+  readonly id: string;
+  run(input: unknown, ctx: C, log: Logger): unknown;
+}
+
+/** A typed chain of per-batch steps: `pipeline<C, In>().then('decode', decode).then(...)`. */
+export class Pipeline<C, In, Out> {
+  readonly steps: readonly BatchStep<C>[];
+  private constructor(steps: readonly BatchStep<C>[]) {
+    this.steps = steps;
+  }
+  static start<C, In>(): Pipeline<C, In, In> {
+    return new Pipeline<C, In, In>([]);
+  }
+  then<Next>(id: string, run: (input: Out, ctx: C, log: Logger) => Next | null | Promise<Next | null>): Pipeline<C, In, Next> {
+    return new Pipeline<C, In, Next>([...this.steps, { id, run: run as BatchStep<C>['run'] }]);
+  }
+}
+
+export function pipeline<C, In>(): Pipeline<C, In, In> {
+  return Pipeline.start<C, In>();
+}
+
+export interface StreamTopology<C, In> {
+  readonly name: string;
+  readonly start: readonly Step<C>[];
+  readonly perBatch: Pipeline<C, In, unknown>;
+  readonly checkpoint: readonly Step<C>[];
+}
+
+export function defineStreamTopology<C, In>(name: string, parts: Omit<StreamTopology<C, In>, 'name'>): StreamTopology<C, In> {
+  const ids = new Set<string>();
+  for (const s of [...parts.start, ...parts.perBatch.steps, ...parts.checkpoint]) {
+    if (ids.has(s.id)) throw new Error(`topology ${name}: duplicate step id ${s.id}`);
+    ids.add(s.id);
+  }
+  return { name, ...parts };
+}
+
+/** What the runner reads from a stream context to decide when to checkpoint. */
+export interface StreamRunnableContext extends RunnableContext {
+  /** Rows (and skipped records) taken in since the last checkpoint; the checkpoint steps reset it. */
+  readonly pendingRows: number;
+  /** `performance.now()` when the oldest of them arrived; null when none waits. */
+  readonly pendingSince: number | null;
+}
+
+export interface StreamRunOptions {
+  readonly flushMaxRows: number;
+  readonly flushMaxMs: number;
+  readonly maxBufferedRows: number;
+  /** Stop taking batches, checkpoint what was taken, return. */
+  readonly signal?: AbortSignal;
+  /** Stop and restart fetching (backpressure). */
+  readonly pause?: () => void;
+  readonly resume?: () => void;
+  /** Called after each checkpoint with its wall time, ms. */
+  readonly onCheckpoint?: (ms: number) => void;
+}
+
+export type StreamStopReason = 'end' | 'signal';
+
+/** Run `topology` over `batches` until the source ends or `signal` aborts; the last checkpoint included. */
+export async function runStreamTopology<C extends StreamRunnableContext, In>(
+  topology: StreamTopology<C, In>,
+  ctx: C,
+  batches: AsyncIterable<In>,
+  logger: Logger,
+  options: StreamRunOptions,
+): Promise<StreamStopReason> {
+  const logs = new Map<string, Logger>();
+  const logOf = (id: string): Logger => {
+    let log = logs.get(id);
+    if (!log) logs.set(id, (log = logger.child({ step: id })));
+    return log;
+  };
+  const timed = async <T>(id: string, run: () => T | Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      return await run();
+    } finally {
+      ctx.timings[id] = (ctx.timings[id] ?? 0) + (performance.now() - started) / 1000;
+    }
+  };
+  const checkpoint = async (): Promise<void> => {
+    if (ctx.pendingRows === 0 && ctx.pendingSince === null) return;
+    const started = performance.now();
+    for (const s of topology.checkpoint) await timed(s.id, () => s.run(ctx, logOf(s.id)));
+    options.onCheckpoint?.(performance.now() - started);
+  };
+
+  for (const s of topology.start) await timed(s.id, () => s.run(ctx, logOf(s.id)));
+
+  const stopped = new Promise<'signal'>((resolve) => {
+    if (options.signal?.aborted) resolve('signal');
+    options.signal?.addEventListener('abort', () => resolve('signal'), { once: true });
+  });
+  const iterator = batches[Symbol.asyncIterator]();
+  let next: Promise<IteratorResult<In>> | null = null;
+  let reason: StreamStopReason = 'end';
+  try {
+    for (;;) {
+      if (options.signal?.aborted) {
+        reason = 'signal';
+        break;
+      }
+      next ??= iterator.next();
+      const deadline = ctx.pendingSince === null ? null : ctx.pendingSince + options.flushMaxMs;
+      let timer: NodeJS.Timeout | undefined;
+      const due = deadline === null ? null : new Promise<'due'>((resolve) => (timer = setTimeout(() => resolve('due'), Math.max(0, deadline - performance.now()))));
+      const got = await Promise.race([next, stopped, ...(due ? [due] : [])]);
+      clearTimeout(timer);
+      if (got === 'signal') {
+        reason = 'signal';
+        break;
+      }
+      if (got === 'due') {
+        await checkpoint();
+        continue;
+      }
+      next = null;
+      if (got.done) break;
+      let value: unknown = got.value;
+      for (const s of topology.perBatch.steps) {
+        value = await timed(s.id, () => s.run(value, ctx, logOf(s.id)));
+        if (value === null) break;
+      }
+      if (ctx.pendingRows >= options.maxBufferedRows) {
+        // Backpressure: nothing more is fetched until the waiting rows are durable.
+        options.pause?.();
+        try {
+          await checkpoint();
+        } finally {
+          options.resume?.();
+        }
+      } else if (ctx.pendingRows >= options.flushMaxRows || (ctx.pendingSince !== null && performance.now() - ctx.pendingSince >= options.flushMaxMs)) {
+        await checkpoint();
+      }
+    }
+    // Final checkpoint: what was taken in becomes durable, published and committed.
+    await checkpoint();
+  } finally {
+    // A batch fetched but not processed is not committed: the next run reads it again.
+    if (next) void next.catch(() => undefined);
+  }
+  return reason;
+}
