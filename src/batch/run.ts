@@ -5,6 +5,7 @@ import { createKernel } from '../kernels/index.js';
 import type { Logger } from '../runtime/logging.js';
 import { createProgress, type Progress } from '../runtime/progress.js';
 import { runTopology } from '../runtime/runner.js';
+import { onTerminate } from '../runtime/shutdown.js';
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { Store } from '../store/index.js';
@@ -55,6 +56,10 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
   await mkdir(stagingDir, { recursive: true });
   await mkdir(workDir, { recursive: true });
   const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
+  const releaseSignals = onTerminate(logger, 'run', async () => {
+    await rm(workDir, { recursive: true, force: true });
+    await rm(stagingDir, { recursive: true, force: true });
+  });
   const ctx: BatchContext = {
     config,
     kernel,
@@ -104,6 +109,7 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
     ok = true;
     return summary;
   } finally {
+    releaseSignals();
     ctx.store?.close();
     await kernel.close();
     await rm(workDir, { recursive: true, force: true });

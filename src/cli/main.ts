@@ -2,7 +2,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { formatErrorLine, InputError, SemdedupError } from '../shared/errors.js';
 import { createLogger } from '../runtime/logging.js';
 import { registerReplayCommand } from './replay-command.js';
+import { registerProduceCommand } from './produce-command.js';
 import { registerRunCommand } from './run-command.js';
+import { registerStreamCommand } from './stream-command.js';
 import { registerInspectCommand } from './inspect-command.js';
 import { registerIdentifyCommand } from './identify-command.js';
 import { registerExportCommand } from './export-command.js';
@@ -18,6 +20,8 @@ export async function main(argv: string[]): Promise<number> {
   const logger = createLogger({ level: verbose ? 'debug' : undefined });
   const ctx = { logger, exitCode: 0 };
   registerRunCommand(program, ctx);
+  registerStreamCommand(program, ctx);
+  registerProduceCommand(program, ctx);
   registerInspectCommand(program, ctx);
   registerIdentifyCommand(program, ctx);
   registerExportCommand(program, ctx);

@@ -42,7 +42,7 @@ export async function openRunStore(outputDir: string, needTables: readonly strin
 export function assertRunOutput(outputDir: string): string {
   const dbPath = join(resolve(outputDir), RUN_DATABASE);
   if (!existsSync(dbPath)) {
-    const why = existsSync(outputDir) ? `not a semdedup output folder (no ${RUN_DATABASE} in it)` : 'no such folder';
+    const why = existsSync(outputDir) ? `${outputDir} is not a semdedup output folder (no ${RUN_DATABASE} in it)` : `no such folder ${outputDir}`;
     throw new InputError(`${why}; run \`semdedup run --output ${outputDir} ...\` first`, { context: { file: outputDir } });
   }
   return dbPath;

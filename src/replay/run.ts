@@ -6,6 +6,7 @@ import { createKernel } from '../kernels/index.js';
 import type { Logger } from '../runtime/logging.js';
 import { createProgress, type Progress } from '../runtime/progress.js';
 import { runTopology } from '../runtime/runner.js';
+import { onTerminate } from '../runtime/shutdown.js';
 import type { ReplayConfig } from '../shared/config.js';
 import { Store } from '../store/index.js';
 import type { ReplayContext } from './context.js';
@@ -36,6 +37,10 @@ export async function runReplay(config: ReplayConfig, options: { logger: Logger;
   await mkdir(stagingDir, { recursive: true });
   await mkdir(workDir, { recursive: true });
   const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
+  const releaseSignals = onTerminate(logger, 'replay', async () => {
+    await rm(workDir, { recursive: true, force: true });
+    await rm(stagingDir, { recursive: true, force: true });
+  });
   const ctx: ReplayContext = {
     config,
     kernel,
@@ -82,6 +87,7 @@ export async function runReplay(config: ReplayConfig, options: { logger: Logger;
     await publish(stagingDir, outputDir, summary);
     return summary;
   } finally {
+    releaseSignals();
     ctx.store?.close();
     ctx.stateStore?.close();
     await ctx.sink?.close();

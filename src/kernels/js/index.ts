@@ -1,14 +1,19 @@
 import type { NearestCentroidResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
 
+/** Let signals and I/O run between kernel calls (a synchronous backend would starve them). */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Plain TypeScript reference backend: readable, exact float32 products summed in float64. */
 export function createJsKernel(): SimilarityKernel {
   return {
     name: 'js',
     description: 'plain TypeScript reference',
     async rankedMax(input) {
+      await yieldToEventLoop();
       return rankedMaxJs(input);
     },
     async nearestCentroid(x, centroids, dim) {
+      await yieldToEventLoop();
       return nearestCentroidJs(x, centroids, dim);
     },
     async close() {},

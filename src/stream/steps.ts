@@ -1,0 +1,176 @@
+/**
+ * The steps of the stream topology (`topologies/stream.ts`). Per batch: skip what the state
+ * already holds → decode → validate → normalize → buffer. Per checkpoint: dead letters →
+ * state → verdicts → offsets, each durable before the next, so a crash anywhere loses nothing:
+ * - before the state checkpoint: the records are read again (not committed, not in the state);
+ * - between the state checkpoint and the commit: the state's positions make the re-read skip
+ *   them, and `republishAfterCrash` re-sends every duplicate verdict (the topic is a keyed
+ *   changelog, so a repeat is harmless).
+ */
+import type { Logger } from '../runtime/logging.js';
+import { reasonClass } from '../runtime/metrics.js';
+import { verdictMessage } from '../sinks/kafka/index.js';
+import { deadLetterForRow, decodeKafkaRecords } from '../sources/kafka/index.js';
+import type { DecodedKafkaBatch, KafkaRecord, KafkaRecordBatch } from '../sources/kafka/index.js';
+import type { ClipBatch } from '../shared/types.js';
+import { normalizeEmbeddings, validateRawBatch } from '../validate/index.js';
+import type { StreamContext } from './context.js';
+
+export interface FreshRecords {
+  readonly batch: KafkaRecordBatch;
+  readonly records: readonly KafkaRecord[];
+}
+
+/**
+ * Drop records the state already holds (offset below its stored position for the partition):
+ * after a crash between a state checkpoint and the Kafka commit they come again, and must not be
+ * added twice. The batch's offsets are still committed at the next checkpoint.
+ */
+export function skipCheckpointed(batch: KafkaRecordBatch, ctx: StreamContext, log: Logger): FreshRecords | null {
+  const { partition } = batch;
+  ctx.pendingSince ??= performance.now();
+  ctx.pendingCommits.set(partition, batch.commitPosition);
+  ctx.totals.records += batch.records.length;
+  ctx.metrics.consumerLag.set({ partition: String(partition) }, Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.commitPosition.offset))));
+  const stored = ctx.engine.position(batch.topic, partition);
+  let records = batch.records;
+  if (stored !== null) {
+    const from = BigInt(stored);
+    records = records.filter((r) => BigInt(r.offset) >= from);
+    const skipped = batch.records.length - records.length;
+    if (skipped > 0) {
+      ctx.totals.skippedRecords += skipped;
+      ctx.pendingRows += skipped;
+      log.info({ partition, skipped, statePosition: stored }, 'skipped records already in the state');
+    }
+  }
+  if (records.length === 0) return null;
+  return { batch, records };
+}
+
+export interface DecodedRecords extends FreshRecords {
+  readonly decoded: DecodedKafkaBatch;
+}
+
+export function decodeRecords(input: FreshRecords, ctx: StreamContext): DecodedRecords {
+  return { ...input, decoded: decodeKafkaRecords(input.records, ctx.decodeOptions) };
+}
+
+export interface ValidatedClips extends DecodedRecords {
+  readonly clips: ClipBatch;
+}
+
+/** Split rows into clips and refusals; refusals wait as dead letters for the next checkpoint. */
+export function validateRows(input: DecodedRecords, ctx: StreamContext, log: Logger): ValidatedClips {
+  const { decoded } = input;
+  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation);
+  ctx.pendingRows += decoded.raw.ids.length;
+  if (rejected.length > 0) {
+    for (const r of rejected) {
+      // `row` is the row's index in the batch (origin.firstRow = 0).
+      ctx.pendingDeadLetters.push(deadLetterForRow(decoded.rows[r.row!]!, r.reason));
+    }
+    log.debug({ partition: input.batch.partition, refused: rejected.length, first: rejected[0]!.reason }, 'rows refused');
+  }
+  return { ...input, clips: ok };
+}
+
+export function normalizeClips(input: ValidatedClips): ValidatedClips {
+  normalizeEmbeddings(input.clips.embeddings, input.clips.dim);
+  return input;
+}
+
+/** Assign to centroids and buffer per cluster (full cluster buffers go through the kernel). */
+export async function bufferClips(input: ValidatedClips, ctx: StreamContext): Promise<null> {
+  const { clips, batch, decoded } = input;
+  await ctx.engine.add(clips);
+  ctx.engine.advance(batch.topic, batch.partition, batch.commitPosition.offset);
+  ctx.totals.clipsIn += clips.ids.length;
+  // Attribute clips to a format by the batch's records (a partition rarely mixes them).
+  const format = decoded.arrowRecords >= decoded.jsonRecords ? 'arrow' : 'json';
+  if (clips.ids.length > 0) ctx.metrics.clipsIn.inc({ format }, clips.ids.length);
+  ctx.metrics.bufferedRows.set(ctx.pendingRows);
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoint steps
+
+/** Refused rows to the dead-letter topic, acknowledged before the state moves past them. */
+export async function writeDeadLetters(ctx: StreamContext, log: Logger): Promise<void> {
+  const letters = ctx.pendingDeadLetters;
+  if (letters.length === 0) return;
+  await ctx.deadLetters.write(letters);
+  for (const l of letters) ctx.metrics.deadLetters.inc({ reason: reasonClass(l.reason) });
+  ctx.totals.deadLetters += letters.length;
+  ctx.pendingDeadLetters = [];
+  log.info({ topic: ctx.deadLetters.topic, count: letters.length, first: letters[0]!.reason }, 'refused rows dead-lettered');
+}
+
+/** Kernel flush of every buffer, then members and positions persisted in one transaction. */
+export async function checkpointState(ctx: StreamContext, log: Logger): Promise<void> {
+  const started = performance.now();
+  ctx.checkpointVerdicts = await ctx.engine.checkpoint();
+  const seconds = (performance.now() - started) / 1000;
+  ctx.metrics.flushLatency.observe(seconds);
+  log.debug({ seconds, verdicts: ctx.checkpointVerdicts.length, stateSize: ctx.engine.size }, 'state checkpointed');
+}
+
+/** Changed duplicate verdicts to the output topic; resolves when acknowledged. */
+export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<void> {
+  const verdicts = ctx.checkpointVerdicts;
+  ctx.checkpointVerdicts = [];
+  if (verdicts.length === 0) return;
+  await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
+  ctx.metrics.verdictsOut.inc(verdicts.length);
+  ctx.totals.verdictsOut += verdicts.length;
+  log.debug({ topic: ctx.config.outputTopic, count: verdicts.length }, 'verdicts published');
+}
+
+/** Commit the consumed offsets: everything before them is durable in the state and the topics. */
+export async function commitOffsets(ctx: StreamContext, log: Logger): Promise<void> {
+  const positions = [...ctx.pendingCommits.values()];
+  if (positions.length > 0) await ctx.source.commit(positions);
+  ctx.pendingCommits.clear();
+  ctx.pendingRows = 0;
+  ctx.pendingSince = null;
+  ctx.totals.checkpoints++;
+  ctx.metrics.checkpoints.inc();
+  ctx.metrics.bufferedRows.set(0);
+  log.debug({ positions: positions.map((p) => `${p.partition}@${p.offset}`) }, 'offsets committed');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+/**
+ * After a crash between a state checkpoint and its Kafka commit, the verdicts of that checkpoint
+ * may never have been published, and the records will be skipped (they are in the state). Seen
+ * as a state position ahead of the group's committed offset: then re-publish every duplicate
+ * verdict of the state before consuming.
+ */
+export async function republishAfterCrash(ctx: StreamContext, log: Logger): Promise<void> {
+  const topic = ctx.config.inputTopic;
+  const admin = await ctx.client.connectAdmin();
+  let ahead: { partition: number; state: string; committed: string }[] = [];
+  try {
+    const committed = await admin.fetchCommittedOffsets(ctx.config.group, topic);
+    for (const { partition } of await admin.fetchTopicOffsets(topic)) {
+      const state = ctx.engine.position(topic, partition);
+      const c = committed.get(partition) ?? '-1';
+      if (state !== null && BigInt(state) > BigInt(c)) ahead.push({ partition, state, committed: c });
+      else if (state !== null && BigInt(c) > BigInt(state)) {
+        log.warn({ partition, state, committed: c }, 'the group committed past the state: records in between are not in this state (was the state folder replaced?)');
+      }
+    }
+  } finally {
+    await admin.close();
+  }
+  if (ahead.length === 0) return;
+  const threshold = 1 - ctx.config.eps;
+  const verdicts = ctx.engine.allVerdicts().filter((v) => v.score >= threshold);
+  log.warn({ partitions: ahead, verdicts: verdicts.length }, 'state is ahead of the committed offsets (crash after a checkpoint): re-publishing its duplicate verdicts');
+  await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
+  ctx.totals.verdictsRepublished += verdicts.length;
+  ctx.metrics.verdictsOut.inc(verdicts.length);
+}
