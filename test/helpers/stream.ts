@@ -49,8 +49,8 @@ export async function writeFixture(dir: string, name: string, rows: RefRow[], op
   return path;
 }
 
-export function writeCentroids(dir: string, centers: number[][]): string {
-  const path = join(dir, 'centroids.npy');
+export function writeCentroids(dir: string, centers: number[][], name = 'centroids.npy'): string {
+  const path = join(dir, name);
   writeNpy(path, Float32Array.from(centers.flat()), [centers.length, centers[0]!.length]);
   return path;
 }
