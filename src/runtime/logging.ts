@@ -1,13 +1,19 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
 /**
- * Structured logs on stderr (stdout is kept for `--json` summaries). One child logger per step:
- * `logger.child({ step: 'pairwise' })`.
+ * Structured logs on stderr (stdout is kept for `--json` summaries and human summaries). On a
+ * terminal they are rendered as readable lines; elsewhere they stay JSON, one object per line.
+ * One child logger per step: `logger.child({ step: 'pairwise' })`.
  */
 export function createLogger(options: { level?: string; pretty?: boolean } = {}): Logger {
   const level = options.level ?? process.env.SEMDEDUP_LOG_LEVEL ?? 'info';
+  const human = options.pretty ?? (Boolean(process.stderr.isTTY) && process.env.SEMDEDUP_LOG_FORMAT !== 'json');
+  if (human) {
+    return pino({ level, base: undefined }, pretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname,step', messageFormat: '{if step}[{step}] {end}{msg}' }));
+  }
   return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
 }
 

@@ -88,7 +88,7 @@ describe.skipIf(brokers.length === 0)('semdedup stream on a real broker', () => 
         ...flags,
       });
       expect(summary).toMatchObject({ clipsIn: rows.length, deadLetters: 0, stopped: 'end', stateSize: rows.length });
-      expect(summary.checkpoints).toBeGreaterThan(3);
+      expect(summary.checkpoints).toBeGreaterThan(1);
       const got = await latestVerdicts(brokers, output);
       expect(verdictDifferences(got, expected), `${name} ${format}`).toEqual([]);
     }
