@@ -44,21 +44,25 @@ export function createStreamMetrics(options: { processMetrics?: boolean } = {}):
 
 /**
  * Reason classes for the `reason` label: the dead letter's header keeps the full reason, the
- * label keeps few values (a free-text label would grow without bound).
+ * label keeps few values (a free-text label would grow without bound). Several problems of one
+ * record are joined by "; " — the first one classifies it.
  */
+const REASON_CLASSES: readonly [RegExp, string][] = [
+  [/^invalid JSON|^not a JSON object/, 'invalid_json'],
+  [/^empty value/, 'empty_value'],
+  [/Arrow|^(id|embedding|metadata) column/, 'invalid_arrow'],
+  [/^duplicate id/, 'duplicate_id'],
+  [/^id is null/, 'missing_id'],
+  [/^wrong dimension/, 'wrong_dimension'],
+  [/^embedding has (NaN|Inf)/, 'non_finite'],
+  [/^embedding is the zero vector/, 'zero_vector'],
+  [/^embedding is null/, 'missing_embedding'],
+  [/^no field|^field "/, 'bad_field'],
+];
+
 export function reasonClass(reason: string): string {
-  const r = reason.toLowerCase();
-  if (r.includes('invalid json')) return 'invalid_json';
-  if (r.includes('not a json object')) return 'invalid_json';
-  if (r.includes('arrow')) return 'invalid_arrow';
-  if (r.includes('empty value')) return 'empty_value';
-  if (r.startsWith('duplicate id')) return 'duplicate_id';
-  if (r.includes('wrong dimension')) return 'wrong_dimension';
-  if (r.includes('nan') || r.includes('inf at')) return 'non_finite';
-  if (r.includes('zero vector')) return 'zero_vector';
-  if (r.includes('id is null') || r.includes(`no field "id"`) || r.includes('id"') || r.includes(' id')) return 'bad_id';
-  if (r.includes('embedding')) return 'bad_embedding';
-  return 'other';
+  const first = reason.split('; ')[0]!;
+  return REASON_CLASSES.find(([re]) => re.test(first))?.[1] ?? 'other';
 }
 
 export interface MetricsServer {

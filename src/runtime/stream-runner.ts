@@ -7,6 +7,10 @@
  *   previous step's output; `null` ends that batch's chain early);
  * - `checkpoint`: run in order when enough rows wait (`flushMaxRows`), when the oldest waiting
  *   row is `flushMaxMs` old, when the source ends, and when the run is stopped (`signal`).
+ *   While the source reports a backlog (records already waiting behind the ones taken), the age
+ *   limit stretches to `backlogFlushMaxMs`: those records are late anyway, and each checkpoint
+ *   has a fixed cost (a kernel pass per touched cluster, a DuckDB commit), so small checkpoints
+ *   would make a backlog drain several times slower. Caught up, `flushMaxMs` holds again.
  *
  * The loop pulls the next batch only after the previous one went through `perBatch`, so memory
  * is bounded by the source's prefetch plus what waits for a checkpoint; past `maxBufferedRows`
@@ -61,11 +65,15 @@ export interface StreamRunnableContext extends RunnableContext {
   readonly pendingRows: number;
   /** `performance.now()` when the oldest of them arrived; null when none waits. */
   readonly pendingSince: number | null;
+  /** True while more records are known to wait in the source (consumer lag > 0). */
+  readonly backlog: boolean;
 }
 
 export interface StreamRunOptions {
   readonly flushMaxRows: number;
   readonly flushMaxMs: number;
+  /** The age limit while the source has a backlog. Default 10 × flushMaxMs. */
+  readonly backlogFlushMaxMs?: number;
   readonly maxBufferedRows: number;
   /** Stop taking batches, checkpoint what was taken, return. */
   readonly signal?: AbortSignal;
@@ -108,6 +116,9 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
   };
 
   for (const s of topology.start) await timed(s.id, () => s.run(ctx, logOf(s.id)));
+  const backlogFlushMaxMs = options.backlogFlushMaxMs ?? 10 * options.flushMaxMs;
+  /** When the oldest waiting row is due for a checkpoint (null: nothing waits). */
+  const dueAt = (): number | null => (ctx.pendingSince === null ? null : ctx.pendingSince + (ctx.backlog ? backlogFlushMaxMs : options.flushMaxMs));
 
   const stopped = new Promise<'signal'>((resolve) => {
     if (options.signal?.aborted) resolve('signal');
@@ -123,7 +134,7 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
         break;
       }
       next ??= iterator.next();
-      const deadline = ctx.pendingSince === null ? null : ctx.pendingSince + options.flushMaxMs;
+      const deadline = dueAt();
       let timer: NodeJS.Timeout | undefined;
       const due = deadline === null ? null : new Promise<'due'>((resolve) => (timer = setTimeout(() => resolve('due'), Math.max(0, deadline - performance.now()))));
       const got = await Promise.race([next, stopped, ...(due ? [due] : [])]);
@@ -151,11 +162,12 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
         } finally {
           options.resume?.();
         }
-      } else if (ctx.pendingRows >= options.flushMaxRows || (ctx.pendingSince !== null && performance.now() - ctx.pendingSince >= options.flushMaxMs)) {
+      } else if (ctx.pendingRows >= options.flushMaxRows || performance.now() >= (dueAt() ?? Infinity)) {
         await checkpoint();
       }
     }
-    // Final checkpoint: what was taken in becomes durable, published and committed.
+    // Stop fetching, then a final checkpoint: what was taken in becomes durable, published and committed.
+    if (reason === 'signal') options.pause?.();
     await checkpoint();
   } finally {
     // A batch fetched but not processed is not committed: the next run reads it again.

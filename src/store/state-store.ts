@@ -34,9 +34,12 @@ const bigintRevive = (_k: string, v: unknown) => (v && typeof v === 'object' && 
  */
 export class StateStore {
   readonly #store: Store;
+  /** Ids already in `members`: a touched one only needs its raw max rewritten, not its embedding. */
+  readonly #persisted: Set<string>;
 
-  private constructor(store: Store) {
+  private constructor(store: Store, persisted: Set<string>) {
     this.#store = store;
+    this.#persisted = persisted;
   }
 
   static async open(path: string): Promise<StateStore> {
@@ -46,7 +49,10 @@ export class StateStore {
       rank_hash DOUBLE, metadata VARCHAR, embedding BLOB NOT NULL, raw_score FLOAT, raw_max_id VARCHAR)`);
     await store.run('CREATE TABLE IF NOT EXISTS positions (source VARCHAR, partition INTEGER, next_offset VARCHAR, PRIMARY KEY (source, partition))');
     await store.run('CREATE TABLE IF NOT EXISTS identity (key VARCHAR PRIMARY KEY, value VARCHAR)');
-    return new StateStore(store);
+    const persisted = new Set<string>();
+    const reader = await store.connection.runAndReadAll('SELECT id FROM members');
+    for (const id of reader.getColumnsJS()[0] ?? []) persisted.add(id as string);
+    return new StateStore(store, persisted);
   }
 
   /** Record the identity on first use; refuse a state built with other centroids or ranking. */
@@ -91,15 +97,21 @@ export class StateStore {
     return rows.map((r) => ({ source: r.source as string, partition: r.partition as number, nextOffset: r.next_offset as string }));
   }
 
-  /** Persist touched members and source positions atomically. */
+  /**
+   * Persist touched members and source positions atomically. New members are inserted whole;
+   * members already stored only change their raw max, so only that is updated (rewriting their
+   * embeddings made checkpoints cost O(state) bytes: most touched members are old ones).
+   */
   async checkpoint(members: readonly StoredMember[], positions: readonly SourcePosition[]): Promise<void> {
     const db = this.#store;
+    const fresh = members.filter((m) => !this.#persisted.has(m.rank.id));
+    const raised = members.filter((m) => this.#persisted.has(m.rank.id));
     await db.run('BEGIN TRANSACTION');
     try {
-      if (members.length > 0) {
+      if (fresh.length > 0) {
         await db.run('CREATE OR REPLACE TEMP TABLE members_in AS SELECT * FROM members LIMIT 0');
         const appender = await db.connection.createAppender('members_in', 'main', 'temp');
-        for (const m of members) {
+        for (const m of fresh) {
           appender.appendInteger(m.centroid);
           appender.appendVarchar(m.rank.id);
           appender.appendFloat(m.rank.cosineDistToCent);
@@ -113,8 +125,22 @@ export class StateStore {
           appender.endRow();
         }
         appender.closeSync();
-        await db.run('INSERT OR REPLACE INTO members SELECT * FROM members_in');
+        await db.run('INSERT INTO members SELECT * FROM members_in');
         await db.run('DROP TABLE members_in');
+      }
+      if (raised.length > 0) {
+        await db.run('CREATE OR REPLACE TEMP TABLE members_raised (id VARCHAR, raw_score FLOAT, raw_max_id VARCHAR)');
+        const appender = await db.connection.createAppender('members_raised', 'main', 'temp');
+        for (const m of raised) {
+          appender.appendVarchar(m.rank.id);
+          appender.appendFloat(m.rawScore);
+          if (m.rawMaxId === null) appender.appendNull();
+          else appender.appendVarchar(m.rawMaxId);
+          appender.endRow();
+        }
+        appender.closeSync();
+        await db.run('UPDATE members SET raw_score = r.raw_score, raw_max_id = r.raw_max_id FROM members_raised r WHERE members.id = r.id');
+        await db.run('DROP TABLE members_raised');
       }
       for (const p of positions) {
         await db.run(`INSERT OR REPLACE INTO positions VALUES ('${p.source.replace(/'/g, "''")}', ${p.partition}, '${p.nextOffset}')`);
@@ -124,6 +150,7 @@ export class StateStore {
       await db.run('ROLLBACK').catch(() => {});
       throw err;
     }
+    for (const m of fresh) this.#persisted.add(m.rank.id);
   }
 
   close(): void {

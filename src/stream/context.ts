@@ -36,6 +36,9 @@ export interface StreamContext extends RunnableContext, StreamRunnableContext {
   readonly totals: StreamTotals;
   pendingRows: number;
   pendingSince: number | null;
+  backlog: boolean;
+  /** Records behind the end of each partition as of its last batch. */
+  readonly lag: Map<number, bigint>;
   /** Refused rows to dead-letter at the next checkpoint, before the state moves past them. */
   pendingDeadLetters: DeadLetter[];
   /** Next offset to commit per partition, once the checkpoint is durable. */

@@ -31,7 +31,10 @@ export function skipCheckpointed(batch: KafkaRecordBatch, ctx: StreamContext, lo
   ctx.pendingSince ??= performance.now();
   ctx.pendingCommits.set(partition, batch.commitPosition);
   ctx.totals.records += batch.records.length;
-  ctx.metrics.consumerLag.set({ partition: String(partition) }, Math.max(0, Number(BigInt(batch.highWatermark) - BigInt(batch.commitPosition.offset))));
+  const lag = BigInt(batch.highWatermark) - BigInt(batch.commitPosition.offset);
+  ctx.lag.set(partition, lag > 0n ? lag : 0n);
+  ctx.backlog = [...ctx.lag.values()].some((l) => l > 0n);
+  ctx.metrics.consumerLag.set({ partition: String(partition) }, Number(ctx.lag.get(partition)));
   const stored = ctx.engine.position(batch.topic, partition);
   let records = batch.records;
   if (stored !== null) {

@@ -139,3 +139,27 @@ describe('decodeKafkaRecords', () => {
     }
   });
 });
+
+describe('reasonClass', () => {
+  it('maps every refusal reason to a small label set', async () => {
+    const { reasonClass } = await import('../../src/runtime/metrics.js');
+    const cases: [string, string][] = [
+      ['invalid JSON (Unexpected end of JSON input)', 'invalid_json'],
+      ['not a JSON object', 'invalid_json'],
+      ['empty value (tombstone)', 'empty_value'],
+      ['invalid Arrow IPC stream (buffer 3 outside the body)', 'invalid_arrow'],
+      ['id column "id" holds strings; this stream\'s ids are integers (--id-type)', 'invalid_arrow'],
+      ['duplicate id clip-1', 'duplicate_id'],
+      ['id is null or empty', 'missing_id'],
+      ['wrong dimension: 3, expected 16', 'wrong_dimension'],
+      ['embedding has NaN at position 2', 'non_finite'],
+      ['embedding has Inf at position 0', 'non_finite'],
+      ['embedding is the zero vector', 'zero_vector'],
+      ['embedding is null', 'missing_embedding'],
+      ['no field "id"; no field "embedding"', 'bad_field'],
+      ['field "video" holds an object; expected a string, number or bool', 'bad_field'],
+      ['something new', 'other'],
+    ];
+    for (const [reason, label] of cases) expect(reasonClass(reason), reason).toBe(label);
+  });
+});

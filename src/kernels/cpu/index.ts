@@ -19,6 +19,8 @@ export interface CpuKernelOptions {
    * part of a triangle block shrinks with the group; smaller groups mean smaller GEMMs. Default 256.
    */
   readonly groupRows?: number;
+  /** Called with (rows, columns, dim) of every GEMM the kernel runs: for benchmarks' FLOP counts. */
+  readonly onGemm?: (rows: number, columns: number, dim: number) => void;
 }
 
 type GraphName = 'rankedMaxOpen' | 'rankedMaxMasked' | 'nearestCentroid';
@@ -83,6 +85,7 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
   // Tensors wrap the caller's typed arrays (subarrays included): no copy on our side.
   const f32 = (data: Float32Array, rows: number, cols: number) => new ort.Tensor('float32', data, [rows, cols]);
   const groupRows = options.groupRows ?? 256;
+  const onGemm = options.onGemm ?? (() => {});
 
   /**
    * Fold one ORT call's (score, index) for queries [g0, g0 + count) of the sorted order into the
@@ -125,27 +128,38 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
 
     const openSession = await session('rankedMaxOpen');
     const maskedSession = await session('rankedMaxMasked');
+    const alignDown = (columns: number) => columns - (columns % OPEN_BLOCK);
+
+    /** Unmasked columns [from, to) (whole OPEN_BLOCKs) for sorted queries [g0, g1). */
+    const runOpen = async (g0: number, g1: number, queryTensor: ort.Tensor, from: number, to: number) => {
+      const blockColumns = Math.max(OPEN_BLOCK, alignDown(Math.floor(maxMatrixElements / (g1 - g0))));
+      for (let start = from; start < to; start += blockColumns) {
+        const end = Math.min(to, start + blockColumns);
+        const out = await openSession.run({ queries: queryTensor, candidates: f32(candidates.subarray(start * dim, end * dim), end - start, dim) });
+        onGemm(g1 - g0, end - start, dim);
+        fold(best, out, order, g0, start);
+      }
+    };
+
+    // Candidates ranked before every query: one big unmasked GEMM for all queries together.
+    const sharedOpen = alignDown(lowerBound(candidatePos, pos[0]!));
+    if (sharedOpen > 0) await runOpen(0, m, f32(rows.subarray(0, m * dim), m, dim), 0, sharedOpen);
+
+    // The band after it, per group of rank-sorted queries: unmasked up to the group's first
+    // query, masked only between its first and last query; nothing at or after its last query.
     let usedOverall = 0;
     for (let g0 = 0; g0 < m; g0 += groupRows) {
       const g1 = Math.min(m, g0 + groupRows);
       const count = g1 - g0;
-      // Candidates before the group's first query need no mask; those at or after its last
-      // query are never used. The open part runs in whole OPEN_BLOCKs; its tail joins the mask.
       const used = lowerBound(candidatePos, pos[g1 - 1]!);
-      if (used === 0) continue;
       usedOverall = Math.max(usedOverall, used);
-      const open = lowerBound(candidatePos, pos[g0]!);
-      const openEnd = open - (open % OPEN_BLOCK);
+      if (used <= sharedOpen) continue;
       const queryTensor = f32(rows.subarray(g0 * dim, g1 * dim), count, dim);
+      const groupOpen = Math.max(sharedOpen, alignDown(lowerBound(candidatePos, pos[g0]!)));
+      await runOpen(g0, g1, queryTensor, sharedOpen, groupOpen);
       const blockColumns = Math.max(MIN_BLOCK_COLUMNS, Math.floor(maxMatrixElements / count));
-      const openColumns = Math.max(OPEN_BLOCK, blockColumns - (blockColumns % OPEN_BLOCK));
-      for (let start = 0; start < openEnd; start += openColumns) {
-        const end = Math.min(openEnd, start + openColumns);
-        const out = await openSession.run({ queries: queryTensor, candidates: f32(candidates.subarray(start * dim, end * dim), end - start, dim) });
-        fold(best, out, order, g0, start);
-      }
       const queryPosTensor = new ort.Tensor('int32', pos.subarray(g0, g1), [count]);
-      for (let start = openEnd; start < used; start += blockColumns) {
+      for (let start = groupOpen; start < used; start += blockColumns) {
         const end = Math.min(used, start + blockColumns);
         const out = await maskedSession.run({
           queries: queryTensor,
@@ -153,6 +167,7 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
           query_pos: queryPosTensor,
           candidate_pos: new ort.Tensor('int32', candidatePos.subarray(start, end), [end - start]),
         });
+        onGemm(count, end - start, dim);
         fold(best, out, order, g0, start);
       }
     }
@@ -173,6 +188,7 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     for (let start = 0; start < n; start += blockRows) {
       const end = Math.min(n, start + blockRows);
       const out = await s.run({ x: f32(x.subarray(start * dim, end * dim), end - start, dim), centroids: centroidTensor });
+      onGemm(end - start, k, dim);
       index.set(out.index!.data as Int32Array, start);
       dist2.set(out.dist2!.data as Float32Array, start);
     }

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/runtime/logging.js';
+import { step } from '../../src/runtime/runner.js';
+import { defineStreamTopology, pipeline, runStreamTopology } from '../../src/runtime/stream-runner.js';
+import type { StreamRunnableContext } from '../../src/runtime/stream-runner.js';
+
+interface Ctx extends StreamRunnableContext {
+  pendingRows: number;
+  pendingSince: number | null;
+  backlog: boolean;
+  events: string[];
+}
+
+const newCtx = (): Ctx => ({ pendingRows: 0, pendingSince: null, backlog: false, events: [], timings: {} });
+
+/** Batches are row counts; a checkpoint records how many rows it made durable. */
+const topology = defineStreamTopology<Ctx, number>('test', {
+  start: [step('start', async (ctx) => void ctx.events.push('start'))],
+  perBatch: pipeline<Ctx, number>()
+    .then('take', (rows, ctx) => {
+      ctx.pendingSince ??= performance.now();
+      ctx.pendingRows += rows;
+      return rows === 0 ? null : rows;
+    })
+    .then('log', (rows, ctx) => void ctx.events.push(`batch ${rows}`)),
+  checkpoint: [
+    step('checkpoint', async (ctx) => {
+      ctx.events.push(`checkpoint ${ctx.pendingRows}`);
+      ctx.pendingRows = 0;
+      ctx.pendingSince = null;
+    }),
+  ],
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A source that yields `items`: numbers are batches, `wait N` pauses N ms. */
+async function* source(items: (number | string)[]): AsyncGenerator<number> {
+  for (const item of items) {
+    if (typeof item === 'number') yield item;
+    else await sleep(Number(item.split(' ')[1]));
+  }
+}
+
+const opts = { flushMaxRows: 20, flushMaxMs: 40, maxBufferedRows: 1000 };
+
+describe('runStreamTopology', () => {
+  it('checkpoints by size, and once more at the end', async () => {
+    const ctx = newCtx();
+    const reason = await runStreamTopology(topology, ctx, source([5, 5, 5, 5, 5, 5]), silentLogger(), { ...opts, flushMaxMs: 60_000 });
+    expect(reason).toBe('end');
+    expect(ctx.events).toEqual(['start', 'batch 5', 'batch 5', 'batch 5', 'batch 5', 'checkpoint 20', 'batch 5', 'batch 5', 'checkpoint 10']);
+    expect(Object.keys(ctx.timings).sort()).toEqual(['checkpoint', 'log', 'start', 'take']);
+  });
+
+  it('checkpoints by age while the source is quiet', async () => {
+    const ctx = newCtx();
+    await runStreamTopology(topology, ctx, source([3, 'wait 150', 4]), silentLogger(), opts);
+    expect(ctx.events).toEqual(['start', 'batch 3', 'checkpoint 3', 'batch 4', 'checkpoint 4']);
+  });
+
+  it('stretches the age limit while the source has a backlog', async () => {
+    const ctx = newCtx();
+    ctx.backlog = true;
+    await runStreamTopology(topology, ctx, source([3, 'wait 150', 4, 'wait 400', 1]), silentLogger(), opts);
+    // 40 ms × 10 = 400 ms: the first checkpoint waits past the 150 ms pause.
+    expect(ctx.events).toEqual(['start', 'batch 3', 'batch 4', 'checkpoint 7', 'batch 1', 'checkpoint 1']);
+  });
+
+  it('a batch ended early by a step still counts; an abort checkpoints what was taken and stops', async () => {
+    const ctx = newCtx();
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const reason = await runStreamTopology(topology, ctx, source([2, 0, 'wait 10000', 9]), silentLogger(), { ...opts, flushMaxMs: 60_000, signal: controller.signal });
+    expect(reason).toBe('signal');
+    expect(ctx.events).toEqual(['start', 'batch 2', 'checkpoint 2']);
+  });
+
+  it('pauses the source for the checkpoint when too many rows wait', async () => {
+    const ctx = newCtx();
+    const pause = () => ctx.events.push('pause');
+    const resume = () => ctx.events.push('resume');
+    await runStreamTopology(topology, ctx, source([50, 1]), silentLogger(), { ...opts, maxBufferedRows: 30, pause, resume });
+    expect(ctx.events).toEqual(['start', 'batch 50', 'pause', 'checkpoint 50', 'resume', 'batch 1', 'checkpoint 1']);
+  });
+
+  it('refuses duplicate step ids', () => {
+    expect(() => defineStreamTopology<Ctx, number>('x', { start: [step('a', async () => {})], perBatch: pipeline<Ctx, number>().then('a', (x) => x), checkpoint: [] })).toThrow(/duplicate step id a/);
+  });
+});
