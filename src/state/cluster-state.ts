@@ -17,6 +17,8 @@ export interface Verdict {
 }
 
 /** Persistable form of one member (embedding as little-endian float32 bytes). */
+const sameVerdict = (a: Verdict, b: Verdict) => a.maxId === b.maxId && a.score === b.score;
+
 export interface MemberRecord {
   readonly rank: RankFields;
   readonly embedding: Float32Array;
@@ -39,9 +41,9 @@ export class ClusterState {
   #idType: IdType;
   #ranks: RankFields[] = [];
   #emb: Float32Array;
-  #rawScore: number[] = [];
+  #rawScore = new Float64Array(0);
   /** Position (index into the rank order) of the raw argmax, -1 when none. */
-  #rawMax: number[] = [];
+  #rawMax = new Int32Array(0);
 
   constructor(centroid: number, dim: number, spec: RankSpec, idType: IdType) {
     this.centroid = centroid;
@@ -63,8 +65,8 @@ export class ClusterState {
     state.#emb = new Float32Array(sorted.length * dim);
     sorted.forEach((m, i) => state.#emb.set(m.embedding, i * dim));
     const pos = new Map(sorted.map((m, i) => [m.rank.id, i]));
-    state.#rawScore = sorted.map((m) => m.rawScore);
-    state.#rawMax = sorted.map((m) => (m.rawMaxId === null ? -1 : pos.get(m.rawMaxId) ?? -1));
+    state.#rawScore = Float64Array.from(sorted, (m) => m.rawScore);
+    state.#rawMax = Int32Array.from(sorted, (m) => (m.rawMaxId === null ? -1 : pos.get(m.rawMaxId) ?? -1));
     return state;
   }
 
@@ -78,8 +80,11 @@ export class ClusterState {
   }
 
   verdictAt(i: number): Verdict {
-    const raw = this.#rawScore[i]!;
-    const at = this.#rawMax[i]!;
+    return this.#verdictOf(i, this.#rawScore[i]!, this.#rawMax[i]!);
+  }
+
+  /** NeMo's rule on a raw max: nothing positive before → score 0 and the clip itself. */
+  #verdictOf(i: number, raw: number, at: number): Verdict {
     const id = this.#ranks[i]!.id;
     if (at < 0 || raw < 0) return { id, maxId: id, score: 0, centroid: this.centroid };
     return { id, maxId: this.#ranks[at]!.id, score: raw, centroid: this.centroid };
@@ -119,22 +124,21 @@ export class ClusterState {
         oldToNew[i++] = p;
       }
     }
-    const rawScore = new Array<number>(n).fill(-Infinity);
-    const rawMax = new Array<number>(n).fill(-1);
+    const rawScore = new Float64Array(n).fill(-Infinity);
+    const rawMax = new Int32Array(n).fill(-1);
     for (let i = 0; i < oldN; i++) {
       rawScore[oldToNew[i]!] = this.#rawScore[i]!;
       rawMax[oldToNew[i]!] = this.#rawMax[i]! < 0 ? -1 : oldToNew[this.#rawMax[i]!]!;
     }
-    const previous = new Map<number, Verdict>();
-    for (let i = 0; i < oldN; i++) previous.set(oldToNew[i]!, this.verdictAt(i));
-    const oldRawScore = [...rawScore];
-    const oldRawMax = [...rawMax];
+    const oldRawScore = rawScore.slice();
+    const oldRawMax = rawMax.slice();
 
     // New clips against everything ranked before them (candidates up to the last new clip).
     const lastNew = newPos[newPos.length - 1]!;
     const queries = new Float32Array(incoming.length * dim);
     incoming.forEach((c, j) => queries.set(c.embedding, j * dim));
-    const allPos = Int32Array.from({ length: lastNew }, (_, p) => p);
+    const allPos = new Int32Array(lastNew);
+    for (let p = 0; p < lastNew; p++) allPos[p] = p;
     const forNew = await kernel.rankedMax({ queries, queryPos: newPos, candidates: emb.subarray(0, lastNew * dim), candidatePos: allPos, dim });
     for (let j = 0; j < incoming.length; j++) {
       rawScore[newPos[j]!] = forNew.score[j]!;
@@ -166,12 +170,12 @@ export class ClusterState {
     const changed: Verdict[] = [];
     const touched: MemberRecord[] = [];
     for (let p = 0; p < n; p++) {
+      // A member's verdict can only change when its raw max did (or when it is new).
+      if (!isNew[p] && rawScore[p] === oldRawScore[p] && rawMax[p] === oldRawMax[p]) continue;
       const v = this.verdictAt(p);
-      const old = previous.get(p);
-      if (isNew[p] || old === undefined || old.maxId !== v.maxId || old.score !== v.score) changed.push(v);
-      if (isNew[p] || rawScore[p] !== oldRawScore[p] || rawMax[p] !== oldRawMax[p]) {
-        touched.push({ rank: ranks[p]!, embedding: emb.slice(p * dim, (p + 1) * dim), rawScore: rawScore[p]!, rawMaxId: rawMax[p]! < 0 ? null : ranks[rawMax[p]!]!.id });
-      }
+      if (isNew[p] || !sameVerdict(v, this.#verdictOf(p, oldRawScore[p]!, oldRawMax[p]!))) changed.push(v);
+      // Views, not copies: the store only reads them before the next flush replaces `emb`.
+      touched.push({ rank: ranks[p]!, embedding: emb.subarray(p * dim, (p + 1) * dim), rawScore: rawScore[p]!, rawMaxId: rawMax[p]! < 0 ? null : ranks[rawMax[p]!]!.id });
     }
     return { changed, touched };
   }
