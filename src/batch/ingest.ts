@@ -33,7 +33,7 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
   ctx.progress.start('ingest', schema.rows ?? ctx.files.length);
   const rejected = await forEachValidBatch(
     ctx.files,
-    { ...fieldOptions, batchRows: config.batchRows, schema },
+    { ...fieldOptions, batchRows: config.batchRows, schema, reader: config.reader },
     createValidationState(schema.dim),
     async (ok) => {
       const n = ok.ids.length;

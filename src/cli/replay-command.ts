@@ -23,6 +23,7 @@ export function registerReplayCommand(program: Command, ctx: CliContext): void {
     .option('--seed <n>', 'seed of the random ranking hash (default: 42)')
     .option('--flush-max-rows <n>', 'clips buffered per cluster before the kernel folds them into state (default: 4096)')
     .option('--batch-rows <n>', 'rows per input batch (default: 16384)')
+    .option('--reader <name>', 'Parquet decoder: duckdb (native) or parquet-wasm (default: duckdb)')
     .option('--backend <name>', 'cpu, gpu or js (default: cpu)')
     .option('--output-topic <topic>', 'also publish duplicate verdicts to this Kafka topic')
     .option('--brokers <list>', 'Kafka brokers for --output-topic (default: 127.0.0.1:9092)')

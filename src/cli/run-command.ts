@@ -37,6 +37,7 @@ export function addRunOptions(cmd: Command): Command {
     .option('--backend <name>', 'kernel backend: cpu (onnxruntime), gpu (gpu.js, falls back to cpu) or js (default: cpu)')
     .option('--probe <n>', 'clusters compared per clip; 1 = NeMo semantics (default: 1)')
     .option('--batch-rows <n>', 'rows per input batch (default: 16384)')
+    .option('--reader <name>', 'Parquet decoder: duckdb (native) or parquet-wasm (default: duckdb)')
     .option('--memory-budget-mb <n>', 'keep normalized embeddings in memory up to this size, else spill to disk (default: 1024)')
     .option('--no-clear-output', 'refuse to run when the output folder already holds results (default: clear them)')
     .option('--config <file>', 'YAML/JSON config with the same keys as these flags (kebab-case); flags override it')

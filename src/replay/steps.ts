@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { centroidsChecksum, loadCentroids } from '../assign/centroids.js';
+import { loadCentroids } from '../assign/centroids.js';
+import { InputError } from '../shared/errors.js';
 import { writeNpy } from '../assign/npy.js';
 import { reportRejected, noValidRows } from '../batch/ingest.js';
 import { writeDuplicates } from '../batch/identify.js';
@@ -15,8 +16,7 @@ import { writeParquetFile } from '../sinks/parquet/index.js';
 import { DedupEngine } from '../state/dedup-engine.js';
 import type { Verdict } from '../state/cluster-state.js';
 import { sqlString } from '../store/index.js';
-import { StateStore } from '../store/state-store.js';
-import { createValidationState } from '../validate/index.js';
+import { StateStore, stateIdentity } from '../store/state-store.js';
 import { forEachValidBatch } from '../validate/read-validated.js';
 import type { ReplayContext } from './context.js';
 
@@ -35,10 +35,8 @@ export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<
   if (config.state) {
     await mkdir(config.state, { recursive: true });
     ctx.stateStore = await StateStore.open(join(config.state, 'state.duckdb'));
-    await ctx.stateStore.checkIdentity(
-      { dim, clusters: k, centroidsChecksum: centroidsChecksum(centroids), rankSpec: JSON.stringify(rankSpec), idType: schema.idType },
-      config.state,
-    );
+    if (config.eps === undefined) throw new InputError('--state needs --eps: the state records which duplicates were published', { context: { field: 'eps' } });
+    await ctx.stateStore.checkIdentity(stateIdentity(centroids, dim, rankSpec, schema.idType, config.eps), config.state);
   }
   ctx.engine = await DedupEngine.create(
     { centroids, dim, rankSpec, idType: schema.idType, kernel: ctx.kernel, eps: config.eps ?? 0, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields },
@@ -66,7 +64,7 @@ export async function replayClips(ctx: ReplayContext, log: Logger): Promise<void
   let sinceCheckpoint = 0;
   const rejected = await forEachValidBatch(
     ctx.files,
-    { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, batchRows: config.batchRows, schema },
+    { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, batchRows: config.batchRows, schema, reader: config.reader },
     // Ids already in the state are refused like any repeated id.
     { dim: ctx.dim, seenIds: engine.knownIds },
     async (batch) => {

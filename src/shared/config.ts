@@ -62,6 +62,8 @@ export const runConfigSchema = z
     clearOutput: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
     /** Normalized embeddings are kept in memory up to this many MiB, beyond it spilled to disk. */
     memoryBudgetMb: z.coerce.number().int().min(0).default(1024),
+    /** Parquet decoder: duckdb (native, faster) or parquet-wasm. */
+    reader: z.enum(['duckdb', 'parquet-wasm']).default('duckdb'),
     /** Rows per batch read from the input. */
     batchRows: z.coerce.number().int().positive().default(16384),
   })
@@ -88,6 +90,7 @@ export const replayConfigSchema = runConfigSchema
     backend: true,
     clearOutput: true,
     batchRows: true,
+    reader: true,
   })
   .extend({
     /** kmeans_centroids.npy, or a previous run's output folder holding one. */

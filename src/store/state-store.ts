@@ -1,4 +1,6 @@
+import { centroidsChecksum } from '../assign/centroids.js';
 import type { RankFields } from '../rank/index.js';
+import type { IdType, RankSpec } from '../shared/types.js';
 import { InputError } from '../shared/errors.js';
 import type { MemberRecord } from '../state/cluster-state.js';
 import { Store } from './index.js';
@@ -15,13 +17,20 @@ export interface SourcePosition {
   readonly nextOffset: string;
 }
 
-/** What a state folder was built with; a continuation must agree. */
+/** What a state folder was built with; a continuation (stream or replay) must agree. */
 export interface StateIdentity {
   readonly dim: number;
   readonly clusters: number;
   readonly centroidsChecksum: string;
   readonly rankSpec: string;
   readonly idType: string;
+  /** Which verdicts were published depends on eps, so the changelog only continues with the same one. */
+  readonly eps: string;
+}
+
+/** The identity of a state built with these centroids, ranking, id type and eps. */
+export function stateIdentity(centroids: Float32Array, dim: number, rankSpec: RankSpec, idType: IdType, eps: number): StateIdentity {
+  return { dim, clusters: centroids.length / dim, centroidsChecksum: centroidsChecksum(centroids), rankSpec: JSON.stringify(rankSpec), idType, eps: String(eps) };
 }
 
 const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v);

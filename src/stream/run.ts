@@ -1,9 +1,7 @@
-import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { streamTopology } from '../../topologies/stream.js';
-import { readNpy } from '../assign/npy.js';
+import { loadCentroids } from '../assign/centroids.js';
 import { createKernel } from '../kernels/index.js';
 import type { Logger } from '../runtime/logging.js';
 import { createStreamMetrics, startMetricsServer } from '../runtime/metrics.js';
@@ -19,8 +17,7 @@ import type { KafkaSink } from '../sinks/kafka/index.js';
 import { createKafkaClient, createKafkaSource, ensureTopics } from '../sources/kafka/index.js';
 import type { KafkaSource } from '../sources/kafka/index.js';
 import { DedupEngine } from '../state/dedup-engine.js';
-import { StateStore } from '../store/state-store.js';
-import type { StateIdentity } from '../store/state-store.js';
+import { StateStore, stateIdentity } from '../store/state-store.js';
 import type { StreamContext, StreamTotals } from './context.js';
 
 export interface StreamSummary extends StreamTotals {
@@ -42,24 +39,11 @@ export interface StreamRunHooks {
   readonly onStarted?: (info: { metricsUrl: string | null }) => void;
 }
 
-/** `--centroids`: a .npy file, or a `semdedup run` output folder holding kmeans_centroids.npy. */
-export function resolveCentroidsPath(path: string): string {
-  if (existsSync(path) && statSync(path).isDirectory()) {
-    const file = join(path, 'kmeans_centroids.npy');
-    if (!existsSync(file)) throw new InputError(`folder ${path} holds no kmeans_centroids.npy (expected a semdedup run output or a .npy file)`, { context: { file: path, field: 'centroids' } });
-    return file;
-  }
-  return path;
-}
-
 /** `semdedup stream`: consume clips, keep the dedup state, publish duplicate verdicts. */
 export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Promise<StreamSummary> {
   const logger = hooks.logger.child({ topology: 'stream' });
   const started = performance.now();
-  const centroidsPath = resolveCentroidsPath(config.centroids);
-  const { data: centroids, shape } = readNpy(centroidsPath);
-  if (shape.length !== 2) throw new InputError(`centroids must be a 2-d array [k, dim], got shape [${shape.join(', ')}]`, { context: { file: centroidsPath } });
-  const [k, dim] = shape as [number, number];
+  const { centroids, k, dim, path: centroidsPath } = loadCentroids(config.centroids);
   const rankSpec: RankSpec = { whichToKeep: config.whichToKeep, distanceMetric: config.distanceMetric, ranking: config.ranking, seed: config.seed };
   const deadLetterTopic = config.deadLetterTopic ?? `${config.inputTopic}.dlq`;
   const maxBufferedRows = config.maxBufferedRows ?? 4 * config.flushMaxRows;
@@ -82,14 +66,7 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
     const store = await StateStore.open(statePath);
     closers.push(() => store.close());
     // The state only makes sense with the same centroids, ranking, id type and eps.
-    const identity: StateIdentity & { eps: string } = {
-      dim,
-      clusters: k,
-      centroidsChecksum: createHash('sha256').update(new Uint8Array(centroids.buffer, centroids.byteOffset, centroids.byteLength)).digest('hex'),
-      rankSpec: JSON.stringify(rankSpec),
-      idType: config.idType,
-      eps: String(config.eps),
-    };
+    const identity = stateIdentity(centroids, dim, rankSpec, config.idType, config.eps);
     await store.checkIdentity(identity, statePath);
     const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
     closers.push(() => kernel.close());

@@ -9,6 +9,7 @@ export interface ReadValidatedOptions {
   readonly metadataFields: readonly string[];
   readonly batchRows: number;
   readonly schema: InputSchema;
+  readonly reader?: 'duckdb' | 'parquet-wasm';
 }
 
 /**

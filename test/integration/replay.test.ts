@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { writeNpy } from '../../src/assign/npy.js';
 import { runBatch } from '../../src/batch/run.js';
 import { runReplay } from '../../src/replay/run.js';
@@ -8,6 +8,7 @@ import { createProgress } from '../../src/runtime/progress.js';
 import { replayConfigSchema, runConfigSchema } from '../../src/shared/config.js';
 import { makeRows, prng, readParquetRows, tempDir, writeRowsParquet } from '../helpers/fixtures.js';
 import type { RefRow } from '../helpers/reference.js';
+import { batchDuplicates, brokersFromEnv, latestVerdicts, produce, shuffled, stream, uniqueName, writeCentroids, writeFixture } from '../helpers/stream.js';
 
 const quiet = { logger: silentLogger(), progress: createProgress(false) };
 
@@ -82,6 +83,38 @@ describe('replay equals run', () => {
     // The same state refuses other centroids.
     const other = join(dir, 'other.npy');
     writeNpy(other, Float32Array.from(centers.flat().map((x) => x + 1)), [centers.length, 16]);
-    await expect(runReplay(replayConfigSchema.parse({ input: [newFile], output: join(dir, 'r3'), centroids: other, state }), quiet)).rejects.toThrow(/centroidsChecksum/);
+    await expect(runReplay(replayConfigSchema.parse({ input: [newFile], output: join(dir, 'r3'), centroids: other, state, eps: 0.02 }), quiet)).rejects.toThrow(/centroidsChecksum/);
+  });
+});
+
+describe('replay then stream', () => {
+  const brokers = brokersFromEnv(inject('kafkaBrokers'));
+
+  it('history replayed into a state, continued by `semdedup stream` on new clips, equals run over old + new', async () => {
+    const { rows, centers } = makeRows({ n: 320, dim: 16, centers: 4, seed: 33 });
+    const dir = tempDir();
+    const old = await writeFixture(dir, 'old', rows.slice(0, 200));
+    const fresh = await writeFixture(dir, 'fresh', shuffled(rows.slice(200), 4));
+    const all = await writeFixture(dir, 'all', rows);
+    const centroids = writeCentroids(dir, centers);
+    const state = join(dir, 'state');
+    const eps = 0.02;
+    await runReplay(replayConfigSchema.parse({ input: [old], output: join(dir, 'history'), centroids, state, eps, metadataFields: ['duration_s', 'video'] }), quiet);
+    const inputTopic = uniqueName('clips');
+    const outputTopic = uniqueName('dups');
+    await produce(brokers, fresh, inputTopic, 'arrow');
+    const summary = await stream(brokers, { inputTopic, outputTopic, group: uniqueName('group'), centroids, state, eps, flushMaxRows: 32 });
+    expect(summary).toMatchObject({ clipsIn: 120, stateSize: 320 });
+    const expected = await batchDuplicates(all, join(dir, 'batch'), centroids, eps);
+    const history = await readParquetRows(join(dir, 'history', 'duplicates', '*.parquet'));
+    const published = await latestVerdicts(brokers, outputTopic);
+    // The stream publishes what the new clips changed; with the history's duplicates that is the batch answer.
+    for (const id of expected.keys()) expect(published.has(id) || history.some((h) => String(h.id) === id), id).toBe(true);
+    for (const [id, v] of published) {
+      const e = expected.get(id);
+      expect(e, id).toBeDefined();
+      expect(v.maxId).toBe(e!.maxId);
+      expect(Math.abs(v.score - e!.score)).toBeLessThanOrEqual(1e-5);
+    }
   });
 });

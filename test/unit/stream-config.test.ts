@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { resolveStreamConfig } from '../../src/cli/stream-command.js';
 import { InputError } from '../../src/shared/errors.js';
 import { kafkaConnectionOf, redactStreamConfig } from '../../src/shared/stream-config.js';
-import { resolveCentroidsPath } from '../../src/stream/run.js';
+import { resolveCentroidsPath } from '../../src/assign/centroids.js';
 import { tempDir } from '../helpers/fixtures.js';
 
 const base = { brokers: '127.0.0.1:9092', inputTopic: 'clips', outputTopic: 'dups', group: 'g', centroids: 'c.npy', state: 'st' };
