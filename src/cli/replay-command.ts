@@ -25,12 +25,14 @@ export function registerReplayCommand(program: Command, ctx: CliContext): void {
     .option('--batch-rows <n>', 'rows per input batch (default: 16384)')
     .option('--reader <name>', 'Parquet decoder: duckdb (native) or parquet-wasm (default: duckdb)')
     .option('--backend <name>', 'cpu, gpu or js (default: cpu)')
+    .option('--from-topic <topic>', 'replay this Kafka topic from its first offset to the end offsets seen at start, instead of --input')
+    .option('--id-type <type>', 'id type of JSON records read with --from-topic: string or int64 (default: string)')
     .option('--output-topic <topic>', 'also publish duplicate verdicts to this Kafka topic')
-    .option('--brokers <list>', 'Kafka brokers for --output-topic (default: 127.0.0.1:9092)')
+    .option('--brokers <list>', 'Kafka brokers for --from-topic / --output-topic (default: 127.0.0.1:9092)')
     .option('--no-clear-output', 'refuse to run when the output folder already holds results')
     .option('--config <file>', 'YAML/JSON config with the same keys as these flags')
     .option('--json', 'print summary.json on stdout')
-    .addHelpText('after', '\nExample:\n  semdedup replay --input history/ --centroids out/kmeans_centroids.npy --output replayed/ --eps 0.01 --state state/\n')
+    .addHelpText('after', '\nExamples:\n  semdedup replay --input history/ --centroids out/kmeans_centroids.npy --output replayed/ --eps 0.01 --state state/\n  semdedup replay --from-topic clips --brokers 127.0.0.1:9092 --centroids out/ --output replayed/ --eps 0.01\n')
     .action(async (opts: Record<string, unknown>) => {
       const { config: configPath, json, ...flags } = opts;
       if (flags.clearOutput === true) delete flags.clearOutput;

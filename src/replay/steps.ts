@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
+import * as arrow from 'apache-arrow';
 import { join } from 'node:path';
 import { loadCentroids } from '../assign/centroids.js';
 import { InputError } from '../shared/errors.js';
@@ -6,8 +8,9 @@ import { writeNpy } from '../assign/npy.js';
 import { reportRejected, noValidRows } from '../batch/ingest.js';
 import { writeDuplicates } from '../batch/identify.js';
 import type { Logger } from '../runtime/logging.js';
-import type { MetadataValue } from '../shared/types.js';
-import { createKafkaClient } from '../sources/kafka/index.js';
+import type { ClipBatch, IdType, MetadataValue } from '../shared/types.js';
+import { createKafkaClient, createKafkaSource } from '../sources/kafka/index.js';
+import { decodeKafkaRecords } from '../sources/kafka/decode.js';
 import { readInputSchema, resolveInputFiles } from '../sources/index.js';
 import { createKafkaSink } from '../sinks/kafka/index.js';
 import { verdictMessage } from '../sinks/kafka/verdicts.js';
@@ -18,13 +21,17 @@ import type { Verdict } from '../state/cluster-state.js';
 import { sqlString } from '../store/index.js';
 import { StateStore, stateIdentity } from '../store/state-store.js';
 import { forEachValidBatch } from '../validate/read-validated.js';
+import { normalizeEmbeddings, validateRawBatch, type RejectedClip } from '../validate/index.js';
 import type { ReplayContext } from './context.js';
 
 /** Resolve inputs, load centroids, open (or continue) the streaming state. */
 export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<void> {
   const { config } = ctx;
-  ctx.files = await resolveInputFiles(config.input);
-  const schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
+  let schema: { dim?: number; idType: IdType; metadataTypes: Readonly<Record<string, unknown>> } = { idType: config.idType, metadataTypes: {} };
+  if (!config.fromTopic) {
+    ctx.files = await resolveInputFiles(config.input);
+    schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
+  }
   const { centroids, k, dim } = loadCentroids(config.centroids, schema.dim);
   ctx.centroids = centroids;
   ctx.clusters = k;
@@ -42,11 +49,12 @@ export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<
     { centroids, dim, rankSpec, idType: schema.idType, kernel: ctx.kernel, eps: config.eps ?? 0, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields },
     ctx.stateStore,
   );
-  if (config.outputTopic) {
-    const client = createKafkaClient({ brokers: config.brokers ?? ['127.0.0.1:9092'], clientId: 'semdedup-replay', logger: log });
-    ctx.sink = await createKafkaSink(client);
-  }
+  if (config.outputTopic) ctx.sink = await createKafkaSink(kafkaClient(ctx, log));
   log.info({ files: ctx.files.length, clusters: k, dim, stateClips: ctx.engine.size, state: config.state ?? null }, 'replay state ready');
+}
+
+function kafkaClient(ctx: ReplayContext, log: Logger) {
+  return createKafkaClient({ brokers: ctx.config.brokers ?? ['127.0.0.1:9092'], clientId: 'semdedup-replay', logger: log });
 }
 
 async function publishVerdicts(ctx: ReplayContext, verdicts: Verdict[]): Promise<void> {
@@ -55,35 +63,86 @@ async function publishVerdicts(ctx: ReplayContext, verdicts: Verdict[]): Promise
   ctx.verdictsPublished += verdicts.length;
 }
 
-/** Feed the files through the streaming core (validate → normalize → assign → buffer → kernel). */
+/** Feed the history through the streaming core (validate → normalize → assign → buffer → kernel). */
 export async function replayClips(ctx: ReplayContext, log: Logger): Promise<void> {
+  const rejected = ctx.config.fromTopic ? await replayTopic(ctx, log) : await replayFiles(ctx);
+  await publishVerdicts(ctx, await ctx.engine!.checkpoint());
+  ctx.rejectedRows = rejected.length;
+  await reportRejected(rejected, ctx.stagingDir, log);
+  if (ctx.engine!.size === 0) throw noValidRows(rejected);
+  log.info({ clips: ctx.rows, inState: ctx.engine!.size, rejected: rejected.length, verdictsPublished: ctx.verdictsPublished }, 'replayed');
+}
+
+/** A checkpoint every few flushes keeps the state's memory of pending changes bounded. */
+async function addAndMaybeCheckpoint(ctx: ReplayContext, batch: ClipBatch, counter: { sinceCheckpoint: number }): Promise<void> {
+  await ctx.engine!.add(batch);
+  ctx.rows += batch.ids.length;
+  counter.sinceCheckpoint += batch.ids.length;
+  if (counter.sinceCheckpoint >= ctx.config.flushMaxRows * 4) {
+    await publishVerdicts(ctx, await ctx.engine!.checkpoint());
+    counter.sinceCheckpoint = 0;
+  }
+}
+
+async function replayFiles(ctx: ReplayContext): Promise<RejectedClip[]> {
   const { config } = ctx;
   const engine = ctx.engine!;
   const schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
   ctx.progress.start('replay', schema.rows ?? 0);
-  let sinceCheckpoint = 0;
-  const rejected = await forEachValidBatch(
+  const counter = { sinceCheckpoint: 0 };
+  return forEachValidBatch(
     ctx.files,
     { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, batchRows: config.batchRows, schema, reader: config.reader },
     // Ids already in the state are refused like any repeated id.
     { dim: ctx.dim, seenIds: engine.knownIds },
     async (batch) => {
-      await engine.add(batch);
-      ctx.rows += batch.ids.length;
-      sinceCheckpoint += batch.ids.length;
       if (batch.origin.file) engine.advance(`file:${batch.origin.file}`, 0, String((batch.origin.firstRow ?? 0) + batch.ids.length));
-      if (sinceCheckpoint >= config.flushMaxRows * 4) {
-        await publishVerdicts(ctx, await engine.checkpoint());
-        sinceCheckpoint = 0;
-      }
+      await addAndMaybeCheckpoint(ctx, batch, counter);
     },
     (raw) => ctx.progress.increment(raw.ids.length),
   ).finally(() => ctx.progress.stop());
-  await publishVerdicts(ctx, await engine.checkpoint());
-  ctx.rejectedRows = rejected.length;
-  await reportRejected(rejected, ctx.stagingDir, log);
-  if (engine.size === 0) throw noValidRows(rejected);
-  log.info({ clips: ctx.rows, inState: engine.size, rejected: rejected.length, verdictsPublished: ctx.verdictsPublished }, 'replayed');
+}
+
+/** `--from-topic`: the topic from its first offset to the end offsets seen at start (a throwaway group). */
+async function replayTopic(ctx: ReplayContext, log: Logger): Promise<RejectedClip[]> {
+  const { config } = ctx;
+  const engine = ctx.engine!;
+  const topic = config.fromTopic!;
+  const source = await createKafkaSource(kafkaClient(ctx, log), { topic, groupId: `semdedup-replay-${randomUUID()}`, fromBeginning: true, stopAtEnd: true });
+  const total = [...(source.endOffsets?.values() ?? [])].reduce((n, o) => n + Number(o), 0);
+  ctx.progress.start('replay', total);
+  const rejected: RejectedClip[] = [];
+  const counter = { sinceCheckpoint: 0 };
+  const validation = { dim: ctx.dim, seenIds: engine.knownIds };
+  try {
+    for await (const batch of source.batches()) {
+      const decoded = decodeKafkaRecords(batch.records, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, idType: ctx.idType, dim: ctx.dim });
+      const { ok, rejected: refused } = validateRawBatch(decoded.raw, validation);
+      for (const r of refused) {
+        const record = decoded.rows[r.row!]!.record;
+        rejected.push({ ...r, file: `kafka:${topic}[${record.partition}]@${record.offset}`, row: r.row });
+      }
+      inferMetadataTypes(ctx, ok.metadata);
+      normalizeEmbeddings(ok.embeddings, ok.dim);
+      engine.advance(`kafka:${topic}`, batch.partition, batch.commitPosition.offset);
+      if (ok.ids.length > 0) await addAndMaybeCheckpoint(ctx, ok, counter);
+      ctx.progress.increment(batch.records.length);
+    }
+  } finally {
+    ctx.progress.stop();
+    await source.close();
+  }
+  return rejected;
+}
+
+/** JSON records carry no schema: metadata columns take the Arrow type of their first value. */
+function inferMetadataTypes(ctx: ReplayContext, metadata: Readonly<Record<string, MetadataValue[]>>): void {
+  for (const [name, values] of Object.entries(metadata)) {
+    if (name in ctx.metadataTypes) continue;
+    const v = values.find((x) => x !== null);
+    if (v === undefined) continue;
+    ctx.metadataTypes[name] = typeof v === 'bigint' ? new arrow.Int64() : typeof v === 'number' ? new arrow.Float64() : typeof v === 'boolean' ? new arrow.Bool() : new arrow.Utf8();
+  }
 }
 
 /** The NeMo layout from the final state: kmeans_results, pairwise_results, centroids, DuckDB tables. */

@@ -101,9 +101,15 @@ export const replayConfigSchema = runConfigSchema
     flushMaxRows: z.coerce.number().int().positive().default(4096),
     /** Publish duplicate verdicts to this Kafka topic as well. */
     outputTopic: z.string().min(1).optional(),
+    /** Replay a Kafka topic from its first offset to the end offsets seen at start, instead of files. */
+    fromTopic: z.string().min(1).optional(),
     brokers: stringList.optional(),
+    /** Id type of JSON records read with --from-topic (Arrow records carry theirs). */
+    idType: z.enum(['string', 'int64']).default('string'),
   })
-  .strict();
+  .extend({ input: z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.string().min(1))).default([]) })
+  .strict()
+  .refine((c) => (c.input.length > 0) !== (c.fromTopic !== undefined), { message: 'give either --input or --from-topic (one of them)', path: ['input'] });
 
 export type ReplayConfig = z.output<typeof replayConfigSchema>;
 

@@ -87,8 +87,26 @@ describe('replay equals run', () => {
   });
 });
 
-describe('replay then stream', () => {
+describe('replay with Kafka', () => {
   const brokers = brokersFromEnv(inject('kafkaBrokers'));
+
+  it('--from-topic replays a topic (JSON and Arrow records, 4 partitions, shuffled) to the run result', async () => {
+    const { rows, centers } = makeRows({ n: 260, dim: 16, centers: 4, seed: 44 });
+    const dir = tempDir();
+    const all = await writeFixture(dir, 'all', rows);
+    const centroids = writeCentroids(dir, centers);
+    const topic = uniqueName('history');
+    await produce(brokers, await writeFixture(dir, 'a', shuffled(rows.slice(0, 130), 1)), topic, 'json');
+    await produce(brokers, await writeFixture(dir, 'b', shuffled(rows.slice(130), 2)), topic, 'arrow');
+    const eps = 0.02;
+    const summary = await runReplay(replayConfigSchema.parse({ fromTopic: topic, brokers, output: join(dir, 'replayed'), centroids, eps, metadataFields: ['duration_s', 'video'] }), quiet);
+    expect(summary).toMatchObject({ rows: 260, clips_in_state: 260, rejected_rows: 0 });
+    await runBatch(runConfigSchema.parse({ input: [all], output: join(dir, 'run'), centroids, eps, metadataFields: ['duration_s', 'video'] }), quiet);
+    expectSameResults(await pairwiseById(join(dir, 'run')), await pairwiseById(join(dir, 'replayed')));
+    const km = await readParquetRows(join(dir, 'replayed', 'kmeans_results', '*', '*.parquet'), 'ORDER BY id');
+    expect(km.length).toBe(260);
+    expect(typeof km[0]!.duration_s).toBe('number');
+  });
 
   it('history replayed into a state, continued by `semdedup stream` on new clips, equals run over old + new', async () => {
     const { rows, centers } = makeRows({ n: 320, dim: 16, centers: 4, seed: 33 });
