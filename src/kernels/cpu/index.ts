@@ -19,6 +19,12 @@ export interface CpuKernelOptions {
    * part of a triangle block shrinks with the group; smaller groups mean smaller GEMMs. Default 256.
    */
   readonly groupRows?: number;
+  /**
+   * Let ORT's intra-op threads spin-wait for work between operators. Default false: on the small
+   * shared machines this runs on (2 cores, next to Kafka, DuckDB and the JS thread) spinning
+   * threads steal the cores the GEMM needs; measured under load it doubled a pairwise run's time.
+   */
+  readonly spinThreads?: boolean;
   /** Called with (rows, columns, dim) of every GEMM the kernel runs: for benchmarks' FLOP counts. */
   readonly onGemm?: (rows: number, columns: number, dim: number) => void;
 }
@@ -69,6 +75,7 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
+    extra: { session: { intra_op: { allow_spinning: options.spinThreads ? '1' : '0' } } },
   };
   const sessions = new Map<GraphName, Promise<ort.InferenceSession>>();
   const session = (name: GraphName): Promise<ort.InferenceSession> => {
