@@ -4,7 +4,7 @@
  * process and single repetitions alternate (ours, numpy, ours, ...), so noise from other work on
  * the machine hits both alike; each side reports its best repetition.
  *
- *   npx tsx bench/kernels.ts [--rows 1000,4000,10000] [--dims 768,512] [--block 1024]
+ *   npx tsx bench/kernels.ts [--rows 1000,4000,10000] [--dims 768,512] [--block 1024[,2048...]]
  *                            [--centroids 50,1000] [--repeats 3] [--threads 2] [--backend cpu]
  *
  * FLOPs: 2·d per (query, candidate) pair actually multiplied. NumPy's pairwise multiplies, per
@@ -42,7 +42,6 @@ const { values: args } = parseArgs({
 const list = (s: string) => s.split(',').filter(Boolean).map(Number);
 const threads = Number(args.threads);
 const repeats = Number(args.repeats);
-const block = Number(args.block);
 
 /** Seeded unit-length rows (mulberry32 + Box–Muller): deterministic data, like the real input. */
 function unitRows(rows: number, dim: number, seed: number): Float32Array {
@@ -128,7 +127,7 @@ function startNumpy() {
 
 const cases: Case[] = [];
 for (const dim of list(args.dims)) {
-  for (const rows of list(args.rows)) cases.push({ kind: 'pairwise', rows, dim, block });
+  for (const block of list(args.block)) for (const rows of list(args.rows)) cases.push({ kind: 'pairwise', rows, dim, block });
   for (const rows of list(args.rows)) for (const centroids of list(args.centroids)) cases.push({ kind: 'assign', rows, dim, centroids });
 }
 

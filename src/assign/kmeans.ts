@@ -694,3 +694,69 @@ export async function assignToCentroids(
   }
   return { centroid, l2DistToCent, cosineDistToCent };
 }
+
+export interface SecondNearestCentroids {
+  /** Per row: the nearest centroid other than its own (`nearest[r]`); -1 when there is only one. */
+  readonly centroid: Int32Array;
+  /** |x − c₂|, computed exactly like `l2_dist_to_cent` (float64 sums, rounded once); Infinity when none. */
+  readonly l2DistToCent: Float32Array;
+}
+
+/**
+ * The runner-up centroid of each row of `chunk` (for multi-probe pairwise): rows are grouped by
+ * their own centroid and each group is assigned by the kernel to the centroids without it, so the
+ * cost is one more assignment pass (a GEMM), not a top-2 selection in JS. Ties resolve to the
+ * lowest centroid index, as in `nearestCentroid`.
+ */
+export async function secondNearestCentroids(
+  chunk: Float32Array,
+  centroids: Float32Array,
+  dim: number,
+  nearest: Int32Array,
+  kernel: SimilarityKernel,
+): Promise<SecondNearestCentroids> {
+  const n = chunk.length / dim;
+  const k = centroids.length / dim;
+  invariant(nearest.length === n, `nearest has ${nearest.length} rows, chunk ${n}`);
+  const centroid = new Int32Array(n).fill(-1);
+  const l2DistToCent = new Float32Array(n).fill(Infinity);
+  if (k < 2 || n === 0) return { centroid, l2DistToCent };
+  const members = new Map<number, number[]>();
+  for (let r = 0; r < n; r++) {
+    const c = nearest[r]!;
+    let list = members.get(c);
+    if (!list) members.set(c, (list = []));
+    list.push(r);
+  }
+  const others = new Float32Array((k - 1) * dim);
+  for (const [own, rows] of members) {
+    // Centroids without `own`: index j here is j (j < own) or j + 1 (j >= own) in `centroids`.
+    others.set(centroids.subarray(0, own * dim), 0);
+    others.set(centroids.subarray((own + 1) * dim), own * dim);
+    const group = new Float32Array(rows.length * dim);
+    rows.forEach((r, i) => group.set(chunk.subarray(r * dim, (r + 1) * dim), i * dim));
+    const { index } = await kernel.nearestCentroid(group, others, dim);
+    rows.forEach((r, i) => {
+      const c = index[i]! < own ? index[i]! : index[i]! + 1;
+      invariant(c >= 0 && c < k && c !== own, `second-nearest centroid ${c} for own ${own}, k=${k}`);
+      centroid[r] = c;
+      let d2 = 0;
+      for (let j = 0; j < dim; j++) {
+        const diff = chunk[r * dim + j]! - centroids[c * dim + j]!;
+        d2 += diff * diff;
+      }
+      l2DistToCent[r] = Math.fround(Math.sqrt(d2));
+    });
+  }
+  return { centroid, l2DistToCent };
+}
+
+/**
+ * Multi-probe rule: the cluster a clip is also compared in, or -1. A clip is probed into its
+ * second-nearest centroid's cluster when that centroid is less than `margin` farther than its own
+ * (both distances as stored, float32). Strictly less, so margin 0 probes nothing and equals
+ * probe 1 exactly, even for a clip equidistant from two centroids.
+ */
+export function probedCentroid(second: number, secondL2: number, ownL2: number, margin: number): number {
+  return second >= 0 && secondL2 - ownL2 < margin ? second : -1;
+}

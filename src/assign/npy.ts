@@ -21,6 +21,11 @@ export function readNpy(path: string): NpyArray {
   } catch (cause) {
     throw new InputError(`cannot read ${path}: ${(cause as Error).message}`, { cause, context: { file: path } });
   }
+  return parseNpy(buf, path);
+}
+
+/** Parse the bytes of a `.npy` file (`path` names it in errors). */
+export function parseNpy(buf: Buffer, path: string): NpyArray {
   const fail = (problem: string): InputError => new InputError(`${path} ${problem}`, { context: { file: path } });
   if (buf.length < 10 || !MAGIC.every((b, i) => buf[i] === b)) throw fail('is not a NumPy .npy file (bad magic)');
   const major = buf[6]!;

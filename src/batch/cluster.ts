@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { assignToCentroids, fitKMeans } from '../assign/index.js';
-import { loadCentroids } from '../assign/centroids.js';
+import { assignToCentroids, fitKMeans, probedCentroid, secondNearestCentroids } from '../assign/index.js';
+import { readCentroids } from '../assign/centroids.js';
 import { writeNpy } from '../assign/npy.js';
 import type { Logger } from '../runtime/logging.js';
 import { InputError } from '../shared/errors.js';
@@ -13,7 +13,7 @@ import type { BatchContext } from './context.js';
 export async function fitOrLoadCentroids(ctx: BatchContext, log: Logger): Promise<void> {
   const { config } = ctx;
   if (config.centroids) {
-    const { centroids, k, path } = loadCentroids(config.centroids, ctx.dim);
+    const { centroids, k, path } = await readCentroids(config.centroids, ctx.dim, config.storageOptions);
     if (config.nClusters !== undefined && config.nClusters !== k) {
       throw new InputError(`--n-clusters ${config.nClusters} disagrees with the ${k} centroids in the file`, { context: { file: path, field: 'n-clusters' } });
     }
@@ -62,12 +62,21 @@ export async function assignClips(ctx: BatchContext, log: Logger): Promise<void>
   const centroid = new Int32Array(ctx.rows);
   const l2 = new Float32Array(ctx.rows);
   const cos = new Float32Array(ctx.rows);
+  // -1: not probed (every clip with --probe 1). See `probedCentroid` for the rule.
+  const probe = new Int32Array(ctx.rows).fill(-1);
+  const probing = ctx.config.probe > 1;
   ctx.progress.start('assign', ctx.rows);
   await source.forEachChunk(async (chunk, firstRow) => {
     const a = await assignToCentroids(chunk, ctx.centroids!, ctx.dim, ctx.kernel);
     centroid.set(a.centroid, firstRow);
     l2.set(a.l2DistToCent, firstRow);
     cos.set(a.cosineDistToCent, firstRow);
+    if (probing) {
+      const second = await secondNearestCentroids(chunk, ctx.centroids!, ctx.dim, a.centroid, ctx.kernel);
+      for (let r = 0; r < second.centroid.length; r++) {
+        probe[firstRow + r] = probedCentroid(second.centroid[r]!, second.l2DistToCent[r]!, a.l2DistToCent[r]!, ctx.config.probeMargin);
+      }
+    }
     ctx.progress.increment(a.centroid.length);
   });
   ctx.progress.stop();
@@ -77,6 +86,7 @@ export async function assignClips(ctx: BatchContext, log: Logger): Promise<void>
     { name: 'centroid', type: 'int32', values: centroid },
     { name: 'l2_dist_to_cent', type: 'float32', values: l2 },
     { name: 'cosine_dist_to_cent', type: 'float32', values: cos },
+    { name: 'probe_centroid', type: 'int32', values: probe },
   ]);
   for (const { column } of ctx.rankSpec.ranking) {
     if (!(column in ctx.metadataTypes)) {
@@ -84,13 +94,17 @@ export async function assignClips(ctx: BatchContext, log: Logger): Promise<void>
     }
   }
   // Ranking is an ORDER BY: rank_pos is each clip's position in its cluster, and the table is
-  // stored in (centroid, rank_pos) order so reading one cluster is a contiguous scan.
+  // stored in (centroid, rank_pos) order so reading one cluster is a contiguous scan. global_pos
+  // is the same ORDER BY over all clips: multi-probe ranks a cluster's own and probed-in clips
+  // together by it (within one cluster it orders clips exactly as rank_pos does).
   const orderBy = rankOrderBySql(ctx.rankSpec);
   const rowsGlob = join(ctx.workDir, 'rows', '*.parquet');
   await ctx.store!.run(
     `CREATE OR REPLACE TABLE clips AS
        SELECT r.*, a.centroid, a.l2_dist_to_cent, a.cosine_dist_to_cent,
-              (row_number() OVER (PARTITION BY a.centroid ORDER BY ${orderBy}) - 1)::INTEGER AS rank_pos
+              (row_number() OVER (PARTITION BY a.centroid ORDER BY ${orderBy}) - 1)::INTEGER AS rank_pos,
+              (row_number() OVER (ORDER BY ${orderBy}) - 1)::INTEGER AS global_pos,
+              nullif(a.probe_centroid, -1) AS probe_centroid
        FROM read_parquet(${sqlString(rowsGlob)}) r JOIN read_parquet(${sqlString(assignPath)}) a USING (row)
        ORDER BY a.centroid, rank_pos`,
   );

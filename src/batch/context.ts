@@ -33,4 +33,22 @@ export interface BatchContext extends RunnableContext {
   clusterSizes: number[];
   duplicates: number | null;
   pairsCompared: number;
+  /** Multi-probe figures for summary.json (null with --probe 1). */
+  probe: ProbeStats | null;
+}
+
+/** What multi-probe cost, for summary.json's `probe`. */
+export interface ProbeStats {
+  readonly probe: number;
+  readonly probe_margin: number;
+  /** Clips also compared in their second-nearest cluster. */
+  readonly probed_clips: number;
+  /** Pairs a --probe 1 run compares on the same clusters (own clusters only). */
+  readonly single_probe_pairs: number;
+  /** pairs_compared − single_probe_pairs. */
+  readonly extra_pairs: number;
+  /** pairs_compared / single_probe_pairs: the expected pairwise time ratio against --probe 1. */
+  readonly pairs_ratio: number;
+  /** Wall time of the pairwise step (s), to set against a --probe 1 run's `timings.pairwise`. */
+  readonly pairwise_seconds: number;
 }

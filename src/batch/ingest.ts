@@ -19,9 +19,9 @@ import type { BatchContext } from './context.js';
  */
 export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void> {
   const { config } = ctx;
-  ctx.files = await resolveInputFiles(config.input);
+  ctx.files = await resolveInputFiles(config.input, config.storageOptions);
   log.info({ files: ctx.files.length }, 'reading inputs');
-  const fieldOptions = { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields };
+  const fieldOptions = { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, storage: config.storageOptions };
   const schema = await readInputSchema(ctx.files, fieldOptions);
   ctx.idType = schema.idType;
   ctx.metadataTypes = { ...schema.metadataTypes };

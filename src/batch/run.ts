@@ -9,7 +9,7 @@ import { onTerminate } from '../runtime/shutdown.js';
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { Store } from '../store/index.js';
-import type { BatchContext } from './context.js';
+import type { BatchContext, ProbeStats } from './context.js';
 
 export interface RunSummary {
   rows: number;
@@ -23,6 +23,10 @@ export interface RunSummary {
   input_files: number;
   timings: Record<string, number>;
   config: RunConfig;
+  /** Only with --probe 2: probed clips, extra pairs and the pairwise time (see ProbeStats). */
+  probe?: ProbeStats;
+  /** Written by `semdedup recall` (see src/recall). */
+  recall?: unknown;
 }
 
 /** Names semdedup writes into an output folder; only these are cleared or published. */
@@ -82,6 +86,7 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
     clusterSizes: [],
     duplicates: null,
     pairsCompared: 0,
+    probe: null,
     timings: {},
   };
   let ok = false;
@@ -104,6 +109,7 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
       input_files: ctx.files.length,
       timings: ctx.timings,
       config,
+      ...(ctx.probe ? { probe: ctx.probe } : {}),
     };
     await publish(stagingDir, outputDir, summary);
     ok = true;

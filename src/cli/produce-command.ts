@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { produceClips } from '../stream/produce.js';
 import { configFromEnv, loadConfigFile, parseConfig } from '../shared/config.js';
 import { kafkaSettingsFromEnv, produceConfigSchema } from '../shared/stream-config.js';
 import type { ProduceConfig } from '../shared/stream-config.js';
@@ -33,7 +32,7 @@ export function registerProduceCommand(program: Command, ctx: CliContext): void 
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (opts: Record<string, unknown>) => {
       const config = resolveProduceConfig(opts);
-      const summary = await produceClips(config, { logger: ctx.logger });
+      const summary = await (await import('../stream/produce.js')).produceClips(config, { logger: ctx.logger });
       if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else {
         process.stdout.write(

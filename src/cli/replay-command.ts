@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { runReplay } from '../replay/run.js';
 import { configFromEnv, loadConfigFile, parseConfig, replayConfigSchema } from '../shared/config.js';
 import type { CliContext } from './run-command.js';
 
@@ -38,7 +37,7 @@ export function registerReplayCommand(program: Command, ctx: CliContext): void {
       if (flags.clearOutput === true) delete flags.clearOutput;
       const fileLayer = typeof configPath === 'string' ? loadConfigFile(configPath) : {};
       const config = parseConfig(replayConfigSchema, [fileLayer, configFromEnv(Object.keys(replayConfigSchema.shape)), flags], 'options');
-      const summary = await runReplay(config, { logger: ctx.logger });
+      const summary = await (await import('../replay/run.js')).runReplay(config, { logger: ctx.logger });
       if (json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else {
         const dup = summary.duplicates === null ? 'no --eps: pairwise scores written' : `${summary.duplicates} duplicates (eps ${config.eps})`;

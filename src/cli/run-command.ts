@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { runBatch, type RunSummary } from '../batch/run.js';
 import type { Logger } from '../runtime/logging.js';
-import { configFromEnv, loadConfigFile, parseConfig, runConfigSchema } from '../shared/config.js';
+import { configFromEnv, DEFAULT_PROBE_MARGIN, loadConfigFile, parseConfig, runConfigSchema } from '../shared/config.js';
 import { ensureSample, SAMPLE } from './sample.js';
 
 export interface CliContext {
@@ -35,7 +35,8 @@ export function addRunOptions(cmd: Command): Command {
     .option('--fit-fraction <f>', 'fit k-means on this fraction of rows, assign all (default: 1)')
     .option('--pairwise-batch-size <n>', 'columns per pairwise block (default: 1024)')
     .option('--backend <name>', 'kernel backend: cpu (onnxruntime), gpu (gpu.js, falls back to cpu) or js (default: cpu)')
-    .option('--probe <n>', 'clusters compared per clip; 1 = NeMo semantics (default: 1)')
+    .option('--probe <n>', 'clusters a clip is compared in: 1 = its own (NeMo semantics), 2 = also its second-nearest when within --probe-margin (default: 1)')
+    .option('--probe-margin <m>', `with --probe 2: probe a clip when l2 to its second centroid minus l2 to its own is below m (default: ${DEFAULT_PROBE_MARGIN})`)
     .option('--batch-rows <n>', 'rows per input batch (default: 16384)')
     .option('--reader <name>', 'Parquet decoder: duckdb (native) or parquet-wasm (default: duckdb)')
     .option('--memory-budget-mb <n>', 'keep normalized embeddings in memory up to this size, else spill to disk (default: 1024)')
@@ -61,7 +62,10 @@ export function printHumanSummary(summary: RunSummary, outputDir: string): void 
     `semdedup: ${summary.rows} clips in ${summary.clusters} clusters → ${dup}; ${summary.rejected_rows} rows rejected\n` +
       `  backend: ${summary.backend} (${summary.backend_description})\n` +
       `  output:  ${outputDir}\n` +
-      `  time:    ${t}\n`,
+      `  time:    ${t}\n` +
+      (summary.probe
+        ? `  probe:   ${summary.probe.probed_clips} clips probed into a 2nd cluster (margin ${summary.probe.probe_margin}), ${summary.probe.extra_pairs} extra pairs (${summary.probe.pairs_ratio}× a single probe)\n`
+        : ''),
   );
 }
 

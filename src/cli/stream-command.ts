@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { runStream, type StreamSummary } from '../stream/run.js';
+import type { StreamSummary } from '../stream/run.js';
 import { configFromEnv, loadConfigFile, parseConfig } from '../shared/config.js';
 import { kafkaSettingsFromEnv, streamConfigSchema } from '../shared/stream-config.js';
 import type { StreamConfig } from '../shared/stream-config.js';
@@ -80,7 +80,7 @@ supersedes the earlier one. SIGTERM/SIGINT: stop fetching, checkpoint, publish, 
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       try {
-        const summary = await runStream(config, { logger: ctx.logger, signal: controller.signal });
+        const summary = await (await import('../stream/run.js')).runStream(config, { logger: ctx.logger, signal: controller.signal });
         if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
         else printStreamSummary(summary);
       } finally {

@@ -1,6 +1,6 @@
 import { InputError } from '../shared/errors.js';
-import { createJsKernel } from './js/index.js';
-import type { BackendName, RankedMaxResult, SimilarityKernel } from './types.js';
+import { createJsKernel, similarityPairsAboveJs } from './js/index.js';
+import type { BackendName, PairsAboveResult, RankedMaxResult, SimilarityKernel } from './types.js';
 
 export type * from './types.js';
 export { createJsKernel } from './js/index.js';
@@ -12,15 +12,30 @@ export async function createKernel(backend: BackendName, options: { threads?: nu
       return createJsKernel();
     case 'cpu': {
       const { createCpuKernel } = await import('./cpu/index.js');
-      return createCpuKernel({ threads: options.threads });
+      return withCpuPairsAbove(await createCpuKernel({ threads: options.threads }), options.threads);
     }
     case 'gpu': {
       const { createGpuKernel } = await import('./gpu/index.js');
-      return createGpuKernel({ threads: options.threads, warn: options.warn });
+      return withCpuPairsAbove(await createGpuKernel({ threads: options.threads, warn: options.warn }), options.threads);
     }
     default:
       throw new InputError(`unknown backend "${String(backend)}" (expected cpu, gpu or js)`, { context: { field: 'backend' } });
   }
+}
+
+/** Attach the cpu backend's `similarityPairsAbove` (ORT GEMM + JS scan) to a kernel without one. */
+async function withCpuPairsAbove(kernel: SimilarityKernel, threads: number | undefined): Promise<SimilarityKernel> {
+  if (kernel.similarityPairsAbove) return kernel;
+  const { createCpuPairsAbove } = await import('./cpu/index.js');
+  const pairs = createCpuPairsAbove({ threads });
+  return {
+    ...kernel,
+    similarityPairsAbove: pairs.similarityPairsAbove,
+    async close() {
+      await pairs.close();
+      await kernel.close();
+    },
+  };
 }
 
 /**
@@ -51,4 +66,39 @@ export async function pairwiseRankedBlock(
 export function applyNothingBeforeRule(score: number, index: number): { score: number; index: number } {
   if (index < 0 || score < 0) return { score: 0, index: -1 };
   return { score, index };
+}
+
+/** Query rows per js fallback call in `similarityPairsAbove`, so signals get a turn in between. */
+const JS_PAIRS_BLOCK_ROWS = 64;
+
+/**
+ * Every (query, candidate) with similarity >= threshold, sorted by (query, candidate), with the
+ * kernel's own implementation when it has one, else the js reference in blocks of query rows.
+ */
+export async function similarityPairsAbove(
+  kernel: SimilarityKernel,
+  queries: Float32Array,
+  candidates: Float32Array,
+  dim: number,
+  threshold: number,
+): Promise<PairsAboveResult> {
+  if (kernel.similarityPairsAbove) return kernel.similarityPairsAbove(queries, candidates, dim, threshold);
+  const m = Math.floor(queries.length / dim);
+  const parts: PairsAboveResult[] = [];
+  for (let r0 = 0; r0 < m; r0 += JS_PAIRS_BLOCK_ROWS) {
+    const r1 = Math.min(m, r0 + JS_PAIRS_BLOCK_ROWS);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const part = similarityPairsAboveJs(queries.subarray(r0 * dim, r1 * dim), candidates, dim, threshold);
+    parts.push({ ...part, query: part.query.map((q) => q + r0) });
+  }
+  const total = parts.reduce((s, p) => s + p.query.length, 0);
+  const out = { query: new Int32Array(total), candidate: new Int32Array(total), score: new Float32Array(total) };
+  let at = 0;
+  for (const p of parts) {
+    out.query.set(p.query, at);
+    out.candidate.set(p.candidate, at);
+    out.score.set(p.score, at);
+    at += p.query.length;
+  }
+  return out;
 }

@@ -30,6 +30,16 @@ export interface NearestCentroidResult {
   readonly dist2: Float32Array;
 }
 
+/** Pairs whose similarity reaches a threshold, sorted by query row, then candidate row. */
+export interface PairsAboveResult {
+  /** Row of `queries` of each pair. */
+  readonly query: Int32Array;
+  /** Row of `candidates` of each pair. */
+  readonly candidate: Int32Array;
+  /** Its dot product (float32), >= the threshold. */
+  readonly score: Float32Array;
+}
+
 export interface SimilarityKernel {
   readonly name: BackendName;
   /** Human-readable description of what actually runs (e.g. "onnxruntime MLAS, 2 threads"). */
@@ -43,5 +53,11 @@ export interface SimilarityKernel {
   rankedMax(input: RankedMaxInput): Promise<RankedMaxResult>;
   /** Nearest centroid of each of the n rows of x (n × dim) among k centroids (k × dim). */
   nearestCentroid(x: Float32Array, centroids: Float32Array, dim: number): Promise<NearestCentroidResult>;
+  /**
+   * Optional (recall measurement): every (query, candidate) whose dot product is >= `threshold`
+   * (the float32 score compared in double, like the duplicates' WHERE). Backends without it are
+   * served by the js implementation through `similarityPairsAbove` in kernels/index.ts.
+   */
+  similarityPairsAbove?(queries: Float32Array, candidates: Float32Array, dim: number, threshold: number): Promise<PairsAboveResult>;
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import * as arrow from 'apache-arrow';
 import { join } from 'node:path';
-import { loadCentroids } from '../assign/centroids.js';
+import { readCentroids } from '../assign/centroids.js';
 import { InputError } from '../shared/errors.js';
 import { writeNpy } from '../assign/npy.js';
 import { reportRejected, noValidRows } from '../batch/ingest.js';
@@ -24,15 +24,19 @@ import { forEachValidBatch } from '../validate/read-validated.js';
 import { normalizeEmbeddings, validateRawBatch, type RejectedClip } from '../validate/index.js';
 import type { ReplayContext } from './context.js';
 
+function inputFields(config: ReplayContext['config']) {
+  return { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, storage: config.storageOptions };
+}
+
 /** Resolve inputs, load centroids, open (or continue) the streaming state. */
 export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<void> {
   const { config } = ctx;
   let schema: { dim?: number; idType: IdType; metadataTypes: Readonly<Record<string, unknown>> } = { idType: config.idType, metadataTypes: {} };
   if (!config.fromTopic) {
-    ctx.files = await resolveInputFiles(config.input);
-    schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
+    ctx.files = await resolveInputFiles(config.input, config.storageOptions);
+    schema = await readInputSchema(ctx.files, inputFields(config));
   }
-  const { centroids, k, dim } = loadCentroids(config.centroids, schema.dim);
+  const { centroids, k, dim } = await readCentroids(config.centroids, schema.dim, config.storageOptions);
   ctx.centroids = centroids;
   ctx.clusters = k;
   ctx.dim = dim;
@@ -87,12 +91,12 @@ async function addAndMaybeCheckpoint(ctx: ReplayContext, batch: ClipBatch, count
 async function replayFiles(ctx: ReplayContext): Promise<RejectedClip[]> {
   const { config } = ctx;
   const engine = ctx.engine!;
-  const schema = await readInputSchema(ctx.files, { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields });
+  const schema = await readInputSchema(ctx.files, inputFields(config));
   ctx.progress.start('replay', schema.rows ?? 0);
   const counter = { sinceCheckpoint: 0 };
   return forEachValidBatch(
     ctx.files,
-    { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, batchRows: config.batchRows, schema, reader: config.reader },
+    { ...inputFields(config), batchRows: config.batchRows, schema, reader: config.reader },
     // Ids already in the state are refused like any repeated id.
     { dim: ctx.dim, seenIds: engine.knownIds },
     async (batch) => {

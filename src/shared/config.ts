@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { InputError } from './errors.js';
+import type { StorageOptions } from '../storage/types.js';
 import type { RankingColumn } from './types.js';
 
 /**
@@ -9,6 +10,12 @@ import type { RankingColumn } from './types.js';
  * the CLI's kebab-case (`n-clusters`) or snake_case (`n_clusters`). Precedence: defaults <
  * config file < SEMDEDUP_* env vars < CLI flags.
  */
+/**
+ * Default `--probe-margin`, chosen on the benchmarks of docs/BENCHMARKS.md ("Multi-probe recall"):
+ * pair recall >= 99.9 % at eps 0.01 for at most 1.5× the single-probe pairwise time.
+ */
+export const DEFAULT_PROBE_MARGIN = 0.05;
+
 const rankingColumn = z
   .string()
   .regex(/^[A-Za-z_][\w.]*:(asc|desc)$/, 'expected column:asc or column:desc')
@@ -21,6 +28,47 @@ const stringList = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
   z.array(z.string().min(1)),
 );
+
+/**
+ * `--storage-options` / `storage-options`: how to reach `s3://` paths. A JSON object on the command
+ * line and in SEMDEDUP_STORAGE_OPTIONS, a mapping in a config file. Unset fields come from the AWS
+ * env/config chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
+ * The JSON parse error is not echoed: the text holds the secret key.
+ */
+export const storageOptionsSchema: z.ZodType<StorageOptions, unknown> = z.preprocess(
+  (v) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      return Symbol('invalid JSON');
+    }
+  },
+  z
+    .object(
+      {
+        /** e.g. http://127.0.0.1:9000 for an S3-compatible server. */
+        endpoint: z.url().optional(),
+        region: z.string().min(1).optional(),
+        /** `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key` (most S3-compatible servers). */
+        forcePathStyle: z.boolean().optional(),
+        accessKeyId: z.string().min(1).optional(),
+        secretAccessKey: z.string().min(1).optional(),
+        sessionToken: z.string().min(1).optional(),
+      },
+      { error: 'expected a JSON object like {"endpoint": "http://host:9000", "region": "us-east-1", "forcePathStyle": true}' },
+    )
+    .strict()
+    .refine((o) => (o.accessKeyId === undefined) === (o.secretAccessKey === undefined), {
+      message: 'give accessKeyId and secretAccessKey together',
+    }),
+);
+
+/** `--storage-options` for commands without a config schema (export); InputError naming the flag. */
+export function parseStorageOptions(value: unknown): StorageOptions | undefined {
+  if (value === undefined) return undefined;
+  return parseConfig(z.object({ storageOptions: storageOptionsSchema }), [{ storageOptions: value }], 'options').storageOptions;
+}
 
 export const runConfigSchema = z
   .object({
@@ -56,8 +104,16 @@ export const runConfigSchema = z
     /** Columns per pairwise block. */
     pairwiseBatchSize: z.coerce.number().int().positive().default(1024),
     backend: z.enum(['cpu', 'gpu', 'js']).default('cpu'),
-    /** Clusters probed per clip; only 1 (NeMo semantics) is supported by this version. */
-    probe: z.coerce.number().int().min(1).max(1).default(1),
+    /**
+     * Clusters a clip is compared in: 1 = its own only (NeMo semantics); 2 = also its second-nearest
+     * centroid's cluster when that centroid is less than `probeMargin` farther (l2) than the nearest.
+     */
+    probe: z.coerce.number().int().min(1).max(2).default(1),
+    /**
+     * With probe 2: a clip is probed into its second cluster when l2_dist(second centroid) −
+     * l2_dist(nearest) < this (units of the normalized embeddings; 0 probes nothing). See DEFAULT_PROBE_MARGIN.
+     */
+    probeMargin: z.coerce.number().min(0).default(DEFAULT_PROBE_MARGIN),
     /** Remove the output folder's previous contents first (NeMo's clear_output). */
     clearOutput: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
     /** Normalized embeddings are kept in memory up to this many MiB, beyond it spilled to disk. */
@@ -66,6 +122,8 @@ export const runConfigSchema = z
     reader: z.enum(['duckdb', 'parquet-wasm']).default('duckdb'),
     /** Rows per batch read from the input. */
     batchRows: z.coerce.number().int().positive().default(16384),
+    /** Endpoint, region, path style and keys for s3:// inputs, centroids and output. */
+    storageOptions: storageOptionsSchema.optional(),
   })
   .strict();
 
@@ -91,6 +149,7 @@ export const replayConfigSchema = runConfigSchema
     clearOutput: true,
     batchRows: true,
     reader: true,
+    storageOptions: true,
   })
   .extend({
     /** kmeans_centroids.npy, or a previous run's output folder holding one. */
@@ -158,7 +217,7 @@ export function parseConfig<S extends z.ZodType>(schema: S, layers: Record<strin
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const field = issue.path.length ? issue.path.map((p) => (typeof p === 'string' ? p.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) : `[${String(p)}]`)).join('.') : '';
-    if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', ')}`;
+    if (issue.code === 'unrecognized_keys') return `${field ? `${field}: ` : ''}unknown key(s) ${issue.keys.map((k) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)).join(', ')}`;
     return field ? `${field}: ${issue.message}` : issue.message;
   });
   throw new InputError(`invalid ${source}: ${problems.join('; ')}`, { context: { field: String(result.error.issues[0]?.path[0] ?? '') } });

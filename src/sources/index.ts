@@ -7,11 +7,12 @@
  * problems (null ids, odd embedding lengths, undecodable JSONL lines) travel with the rows, for
  * validation to refuse one by one.
  */
-import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { Observable } from 'rxjs';
 import { DataType, Float64 } from 'apache-arrow';
 import { InputError } from '../shared/errors.js';
+import { isRemotePath, storageFor, type StorageOptions } from '../storage/index.js';
+import { compareStrings, hasGlob } from '../storage/glob.js';
 import type { IdType, InputSchemaInfo, RawClipBatch } from '../shared/types.js';
 import { inspectParquetFile, iterateParquetFile } from './parquet/index.js';
 import { inspectJsonlFile, iterateJsonlFile } from './jsonl/index.js';
@@ -30,6 +31,8 @@ export interface InputFieldOptions {
   readonly idField: string;
   readonly embeddingField: string;
   readonly metadataFields: readonly string[];
+  /** How to reach `s3://` inputs (endpoint, region, keys); unset: the AWS env/config chain. */
+  readonly storage?: StorageOptions;
 }
 
 /** What `readInputSchema` learns about the whole input. */
@@ -60,7 +63,8 @@ export interface ReadRawBatchesOptions extends ReadInputSchemaOptions {
   readonly initialDemand?: number;
   /**
    * Parquet decoder: `duckdb` (native, multi-threaded; measured ~1.5× faster on embeddings, see
-   * docs/BENCHMARKS.md) or `parquet-wasm`. JSONL inputs always use the JSONL reader.
+   * docs/BENCHMARKS.md) or `parquet-wasm`. JSONL inputs always use the JSONL reader; `s3://`
+   * Parquet inputs always use parquet-wasm.
    */
   readonly reader?: 'duckdb' | 'parquet-wasm';
 }
@@ -101,147 +105,40 @@ export function inputFormatOf(file: string): InputFormat {
  * without duplicates. A path may be a file (any extension), a folder (searched recursively for
  * *.parquet, *.jsonl, *.ndjson) or a glob with `*`, `?`, `**` and `[...]`. Entries whose
  * name starts with `.` or `_` (`_SUCCESS`, `.crc`, `_temporary/`) are skipped in folders and
- * globs, as Spark and pyarrow datasets do.
+ * globs, as Spark and pyarrow datasets do. Paths may be local or `s3://bucket/key` (an object,
+ * a prefix read as a folder, or a glob over keys); `storage` says how to reach S3.
  */
-export async function resolveInputFiles(paths: readonly string[]): Promise<string[]> {
+export async function resolveInputFiles(paths: readonly string[], storage?: StorageOptions): Promise<string[]> {
   if (paths.length === 0) throw new InputError('no input files: no input path given', { context: { field: 'input' } });
   const out: string[] = [];
   const seen = new Set<string>();
   const add = (f: string): void => {
-    const key = path.resolve(f);
+    const key = isRemotePath(f) ? f : path.resolve(f);
     if (!seen.has(key)) {
       seen.add(key);
       out.push(f);
     }
   };
   for (const p of paths) {
-    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(p)) {
-      throw new InputError(`input path ${p}: only local paths are supported by the file sources`, { context: { file: p } });
-    }
+    const store = storageFor(p, storage);
     if (hasGlob(p)) {
-      const matches = await expandGlob(p);
+      const matches = await store.list(p);
       if (matches.length === 0) throw new InputError(`no input files match ${p}`, { context: { file: p } });
-      matches.forEach(add);
+      matches.forEach((m) => add(m.path));
       continue;
     }
-    let st;
-    try {
-      st = await fsp.stat(p);
-    } catch {
-      throw new InputError(`input path ${p} does not exist`, { context: { file: p } });
-    }
-    if (st.isFile()) add(p);
-    else if (st.isDirectory()) {
-      const files = (await walk(p, Number.POSITIVE_INFINITY)).filter((f) =>
-        FOLDER_EXTENSIONS.includes(path.extname(f).toLowerCase()),
-      );
+    const st = await store.stat(p);
+    if (!st) throw new InputError(`input path ${p} does not exist`, { context: { file: p } });
+    if (st.kind === 'file') add(p);
+    else {
+      const files = (await store.list(p)).map((m) => m.path).filter((f) => FOLDER_EXTENSIONS.includes(path.extname(f).toLowerCase()));
       if (files.length === 0) {
         throw new InputError(`no input files (${FOLDER_EXTENSIONS.join(', ')}) in folder ${p}`, { context: { file: p } });
       }
       files.sort(compareStrings).forEach(add);
-    } else {
-      throw new InputError(`input path ${p} is neither a file nor a folder`, { context: { file: p } });
     }
   }
   return out;
-}
-
-function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function hasGlob(p: string): boolean {
-  return /[*?[]/.test(p);
-}
-
-/** Files under `dir` (recursive up to `depth` levels), skipping `.`/`_` entries; sorted. */
-async function walk(dir: string, depth: number): Promise<string[]> {
-  const out: string[] = [];
-  const visit = async (d: string, level: number): Promise<void> => {
-    let entries;
-    try {
-      entries = await fsp.readdir(d, { withFileTypes: true });
-    } catch (cause) {
-      throw new InputError(`cannot list folder ${d}: ${(cause as Error).message}`, { cause, context: { file: d } });
-    }
-    entries.sort((a, b) => compareStrings(a.name, b.name));
-    for (const e of entries) {
-      if (e.name.startsWith('.') || e.name.startsWith('_')) continue;
-      const full = path.join(d, e.name);
-      let isDir = e.isDirectory();
-      let isFile = e.isFile();
-      if (e.isSymbolicLink()) {
-        const st = await fsp.stat(full).catch(() => undefined);
-        isDir = st?.isDirectory() ?? false;
-        isFile = st?.isFile() ?? false;
-      }
-      if (isFile) out.push(full);
-      else if (isDir && level < depth) await visit(full, level + 1);
-    }
-  };
-  await visit(dir, 1);
-  return out;
-}
-
-/**
- * A small glob matcher (Node 20 has no `fs.promises.glob`): `*` and `?` within one path segment,
- * `**` across segments, `[...]` character classes.
- */
-async function expandGlob(pattern: string): Promise<string[]> {
-  const norm = pattern.split(path.sep).join('/');
-  const segs = norm.split('/');
-  const first = segs.findIndex(hasGlob);
-  const baseSegs = segs.slice(0, first);
-  const base = baseSegs.length === 0 ? '.' : baseSegs.join('/') === '' ? '/' : baseSegs.join('/');
-  const rest = segs.slice(first);
-  const re = globToRegExp(rest.join('/'));
-  const depth = rest.includes('**') || rest.some((s) => s.includes('**')) ? Number.POSITIVE_INFINITY : rest.length;
-  let st;
-  try {
-    st = await fsp.stat(base);
-  } catch {
-    return [];
-  }
-  if (!st.isDirectory()) return [];
-  const files = await walk(base, depth);
-  return files
-    .filter((f) => re.test(path.relative(base, f).split(path.sep).join('/')))
-    .sort(compareStrings);
-}
-
-function globToRegExp(glob: string): RegExp {
-  let re = '';
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === '*') {
-      if (glob[i + 1] === '*') {
-        const atSegStart = i === 0 || glob[i - 1] === '/';
-        if (atSegStart && glob[i + 2] === '/') {
-          re += '(?:[^/]+/)*';
-          i += 2;
-        } else {
-          re += '.*';
-          i += 1;
-        }
-      } else {
-        re += '[^/]*';
-      }
-    } else if (c === '?') {
-      re += '[^/]';
-    } else if (c === '[') {
-      const close = glob.indexOf(']', i + 2);
-      if (close < 0) re += '\\[';
-      else {
-        let cls = glob.slice(i + 1, close).replace(/\\/g, '\\\\');
-        if (cls.startsWith('!')) cls = `^${cls.slice(1)}`;
-        re += `[${cls}]`;
-        i = close;
-      }
-    } else {
-      re += c.replace(/[.+^${}()|\\\]]/g, '\\$&');
-    }
-  }
-  return new RegExp(`^${re}$`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,8 +305,10 @@ export async function* iterateRawBatches(
  */
 export function readRawBatches(files: readonly string[], options: ReadRawBatchesOptions): Observable<RawClipBatch> {
   return new Observable<RawClipBatch>((subscriber) => {
-    const allParquet = files.every((f) => inputFormatOf(f) === 'parquet');
-    const iterator = options.reader === 'duckdb' && allParquet ? iterateDuckDbRawBatches(files, options, options.schema) : iterateRawBatches(files, options);
+    // DuckDB reads local files only here (no httpfs extension offline); remote Parquet goes
+    // through parquet-wasm over ranged reads.
+    const duckdb = options.reader === 'duckdb' && files.every((f) => inputFormatOf(f) === 'parquet' && !isRemotePath(f));
+    const iterator = duckdb ? iterateDuckDbRawBatches(files, options, options.schema) : iterateRawBatches(files, options);
     let credits = options.demand ? (options.initialDemand ?? 1) : Number.POSITIVE_INFINITY;
     let wake: (() => void) | undefined;
     let stopped = false;

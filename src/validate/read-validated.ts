@@ -10,6 +10,8 @@ export interface ReadValidatedOptions {
   readonly batchRows: number;
   readonly schema: InputSchema;
   readonly reader?: 'duckdb' | 'parquet-wasm';
+  /** Normalize embeddings to unit length (default true). False for data a run already normalized. */
+  readonly normalize?: boolean;
 }
 
 /**
@@ -33,7 +35,8 @@ export async function forEachValidBatch(
         const { ok, rejected: refused } = validateRawBatch(raw, state);
         rejected.push(...refused);
         if (ok.ids.length > 0) {
-          normalizeEmbeddings(ok.embeddings, ok.dim);
+          // Re-normalizing a float32 unit vector can move its last bits: skip it when asked.
+          if (options.normalize !== false) normalizeEmbeddings(ok.embeddings, ok.dim);
           await onBatch(ok);
         }
         demand.next();

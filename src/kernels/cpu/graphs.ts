@@ -24,8 +24,8 @@ function maxAndArgmax(from: string, score: string, index: string): OnnxNode[] {
 
 /**
  * rankedMax with the rank mask: sim = Q·Cᵀ; sim[i][j] = -inf unless candidatePos[j] < queryPos[i];
- * then max and first argmax per query. A query with no candidate before it gets -inf (its index
- * is fixed up to -1 by the caller, since ArgMax over all -inf answers 0).
+ * then max and first argmax per query. A query with no candidate before it gets -inf; ArgMax then
+ * answers 0, which the caller ignores (it only takes a block's answer on a larger score).
  */
 export function rankedMaxMaskedModel(): Uint8Array {
   const graph: OnnxGraph = {

@@ -215,3 +215,5 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     },
   };
 }
+
+export { createCpuPairsAbove } from './pairs.js'; // recall's pairs-above-threshold (src/kernels/cpu/pairs.ts)

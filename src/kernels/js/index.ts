@@ -1,4 +1,5 @@
-import type { NearestCentroidResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
+import { PairCollector } from '../pair-collector.js';
+import type { NearestCentroidResult, PairsAboveResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
 
 /** Let signals and I/O run between kernel calls (a synchronous backend would starve them). */
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -15,6 +16,10 @@ export function createJsKernel(): SimilarityKernel {
     async nearestCentroid(x, centroids, dim) {
       await yieldToEventLoop();
       return nearestCentroidJs(x, centroids, dim);
+    },
+    async similarityPairsAbove(queries, candidates, dim, threshold) {
+      await yieldToEventLoop();
+      return similarityPairsAboveJs(queries, candidates, dim, threshold);
     },
     async close() {},
   };
@@ -72,4 +77,22 @@ export function nearestCentroidJs(x: Float32Array, centroids: Float32Array, dim:
     dist2[i] = best;
   }
   return { index, dist2 };
+}
+
+/** Every (query, candidate) with fround(q·c) >= threshold, in (query, candidate) order. */
+export function similarityPairsAboveJs(queries: Float32Array, candidates: Float32Array, dim: number, threshold: number): PairsAboveResult {
+  const m = Math.floor(queries.length / dim);
+  const n = Math.floor(candidates.length / dim);
+  const out = new PairCollector();
+  for (let q = 0; q < m; q++) {
+    const qo = q * dim;
+    for (let c = 0; c < n; c++) {
+      const co = c * dim;
+      let dot = 0;
+      for (let k = 0; k < dim; k++) dot += queries[qo + k]! * candidates[co + k]!;
+      const s = Math.fround(dot);
+      if (s >= threshold) out.push(q, c, s);
+    }
+  }
+  return out.finish(true);
 }

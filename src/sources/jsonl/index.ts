@@ -5,9 +5,10 @@
  * it with that reason and nothing is lost silently. Records are numbered by non-blank line
  * (0-based `row`); messages also give the 1-based line number.
  */
-import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { Bool, DataType, Float64, Int64, Utf8 } from 'apache-arrow';
-import { InputError } from '../../shared/errors.js';
+import { InputError, SemdedupError } from '../../shared/errors.js';
+import { storageFor, type StorageOptions } from '../../storage/index.js';
 import type { IdType, MetadataValue, RawClipBatch } from '../../shared/types.js';
 import type { FileInspection, InputFieldOptions } from '../index.js';
 
@@ -21,13 +22,14 @@ interface JsonlLine {
   readonly lineNo: number;
 }
 
-/** Non-blank lines of a file, read in chunks only as fast as they are consumed. */
-export async function* readJsonlLines(file: string): AsyncGenerator<JsonlLine> {
-  const stream = createReadStream(file, { highWaterMark: 1 << 20 });
+/** Non-blank lines of a file (local or `s3://`), read in chunks only as fast as they are consumed. */
+export async function* readJsonlLines(file: string, storage?: StorageOptions): AsyncGenerator<JsonlLine> {
+  let stream: Readable | undefined;
   const decoder = new TextDecoder('utf-8');
   let rest = '';
   let lineNo = 0;
   try {
+    stream = await storageFor(file, storage).openReadStream(file);
     for await (const chunk of stream as AsyncIterable<Uint8Array>) {
       rest += decoder.decode(chunk, { stream: true });
       let start = 0;
@@ -45,13 +47,13 @@ export async function* readJsonlLines(file: string): AsyncGenerator<JsonlLine> {
     lineNo++;
     if (rest.trim() !== '') yield { text: rest.endsWith('\r') ? rest.slice(0, -1) : rest, lineNo };
   } catch (cause) {
-    if (cause instanceof InputError) throw cause;
+    if (cause instanceof SemdedupError) throw cause;
     throw new InputError(`cannot read input file ${file}: ${cause instanceof Error ? cause.message : String(cause)}`, {
       cause,
       context: { file },
     });
   } finally {
-    stream.destroy();
+    stream?.destroy();
   }
 }
 
@@ -80,7 +82,7 @@ export async function inspectJsonlFile(file: string, fields: InputFieldOptions):
   const kinds = new Map<string, Map<JsonKind, number>>(fields.metadataFields.map((f) => [f, new Map<JsonKind, number>()]));
   const metaSeen = new Set<string>();
   const sampleLengths: number[] = [];
-  for await (const { text, lineNo } of readJsonlLines(file)) {
+  for await (const { text, lineNo } of readJsonlLines(file, fields.storage)) {
     records++;
     let obj: unknown;
     try {
@@ -277,7 +279,7 @@ export async function* iterateJsonlFile(
     return batch;
   };
 
-  for await (const { text, lineNo } of readJsonlLines(file)) {
+  for await (const { text, lineNo } of readJsonlLines(file, fields.storage)) {
     const problems: string[] = [];
     let obj: Record<string, unknown> | undefined;
     try {

@@ -1,17 +1,18 @@
 /**
- * Parquet source: opens each file lazily (a file-backed Blob, so parquet-wasm fetches only the
- * footer and the projected column chunks it needs), streams record batches row group by row
- * group, and turns them into `RawClipBatch`es through Arrow IPC.
+ * Parquet source: opens each file lazily (a file-backed Blob, or for `s3://` an object read by
+ * ranged GETs, so parquet-wasm fetches only the footer and the projected column chunks it needs),
+ * streams record batches row group by row group, and turns them into `RawClipBatch`es through
+ * Arrow IPC.
  *
  * Why a Blob and `ParquetFile.stream`: parquet-wasm's WebAssembly memory never shrinks and tops
  * out near 2 GB, so the whole file must never be copied into it; the stream decodes at most
  * `batchRows` rows of one row group at a time and only when the consumer pulls.
  */
-import { openAsBlob } from 'node:fs';
 import * as pw from 'parquet-wasm';
 import { DataType, Precision, tableFromIPC } from 'apache-arrow';
 import type { Data, Field, RecordBatch, Schema, Vector } from 'apache-arrow';
-import { InputError } from '../../shared/errors.js';
+import { InputError, SemdedupError } from '../../shared/errors.js';
+import { storageFor, type LazyBlob, type StorageOptions } from '../../storage/index.js';
 import type { BatchOrigin, IdType, MetadataValue, RawClipBatch } from '../../shared/types.js';
 import type { FileInspection, InputFieldOptions } from '../index.js';
 
@@ -20,22 +21,64 @@ export const DEFAULT_BATCH_ROWS = 8192;
 /** Rows of each file read up front to check its embedding dimension. */
 const DIM_SAMPLE_ROWS = 1024;
 
-/** Open a Parquet file without reading it; InputError naming the file when it is not Parquet. */
-export async function openParquetFile(file: string): Promise<pw.ParquetFile> {
-  let blob: Blob;
+/**
+ * Why reads are guarded: parquet-wasm traps (an uncatchable wasm `unreachable` that ends the
+ * process) when a read of its Blob rejects while it decodes a row group, e.g. on a network error.
+ * So the Blob it is given never rejects: a failed read stays pending, and its error rejects a
+ * per-file promise that every wait on the file races (`untilReadFails`).
+ */
+const readFailures = new WeakMap<pw.ParquetFile, Promise<never>>();
+
+function guardReads(blob: LazyBlob, onFailure: (err: unknown) => void): LazyBlob {
+  return {
+    size: blob.size,
+    type: blob.type,
+    slice: (start, end) => guardReads(blob.slice(start, end), onFailure),
+    arrayBuffer: () =>
+      blob.arrayBuffer().catch((err: unknown) => {
+        onFailure(err);
+        return new Promise<ArrayBuffer>(() => undefined);
+      }),
+  };
+}
+
+/** `work`, or the file's read error if a read fails first. */
+function untilReadFails<T>(pf: pw.ParquetFile, work: Promise<T>): Promise<T> {
+  const failure = readFailures.get(pf);
+  return failure ? Promise.race([work, failure]) : work;
+}
+
+/**
+ * Open a Parquet file (local or `s3://`) without reading it; InputError naming the file when it
+ * is not Parquet.
+ */
+export async function openParquetFile(file: string, storage?: StorageOptions): Promise<pw.ParquetFile> {
+  let blob: LazyBlob;
   try {
-    blob = await openAsBlob(file);
+    blob = await storageFor(file, storage).openBlob(file);
   } catch (cause) {
+    if (cause instanceof SemdedupError) throw cause;
     throw new InputError(`cannot open input file ${file}: ${errorText(cause)}`, { cause, context: { file } });
   }
+  let fail!: (err: unknown) => void;
+  const failure = new Promise<never>((_, reject) => (fail = reject));
+  failure.catch(() => undefined); // raised where the file is awaited, not here
+  const guarded = guardReads(blob, (cause) =>
+    fail(cause instanceof SemdedupError ? cause : new InputError(`cannot read input file ${file}: ${errorText(cause)}`, { cause, context: { file } })),
+  );
+  let pf: pw.ParquetFile;
   try {
-    return await pw.ParquetFile.fromFile(blob);
+    // parquet-wasm uses only `size` and `slice(a, b).arrayBuffer()` of the Blob it is given.
+    pf = await Promise.race([pw.ParquetFile.fromFile(guarded as Blob), failure]);
   } catch (cause) {
+    if (cause instanceof SemdedupError) throw cause;
     throw new InputError(`input file ${file} is not a readable Parquet file (${errorText(cause)})`, {
       cause,
       context: { file },
     });
   }
+  readFailures.set(pf, failure);
+  return pf;
 }
 
 /** The Arrow schema stored in (or derived from) a Parquet file's footer. */
@@ -158,7 +201,7 @@ function projectedColumns(fields: InputFieldOptions): string[] {
  * the embedding lengths of the first non-empty rows (for the dimension check).
  */
 export async function inspectParquetFile(file: string, fields: InputFieldOptions): Promise<FileInspection> {
-  const pf = await openParquetFile(file);
+  const pf = await openParquetFile(file, fields.storage);
   try {
     const schema = parquetArrowSchema(file, pf);
     const { idType, layout, metadataTypes } = checkInputColumns(file, schema, fields);
@@ -167,9 +210,10 @@ export async function inspectParquetFile(file: string, fields: InputFieldOptions
     if (rows > 0 && layout.kind !== 'fixed-size-list') {
       let table;
       try {
-        const wt = await pf.read({ columns: [fields.embeddingField], limit: Math.min(rows, DIM_SAMPLE_ROWS) });
+        const wt = await untilReadFails(pf, pf.read({ columns: [fields.embeddingField], limit: Math.min(rows, DIM_SAMPLE_ROWS) }));
         table = tableFromIPC(wt.intoIPCStream());
       } catch (cause) {
+        if (cause instanceof SemdedupError) throw cause;
         throw new InputError(`input file ${file} is corrupt (${errorText(cause)})`, { cause, context: { file } });
       }
       sampleLengths = nonEmptyLengths(decodeEmbeddings(table.getChild(fields.embeddingField)!));
@@ -208,25 +252,27 @@ export async function* iterateParquetFile(
   fields: InputFieldOptions,
   options: { batchRows?: number; idType?: IdType } = {},
 ): AsyncGenerator<RawClipBatch> {
-  const pf = await openParquetFile(file);
+  const pf = await openParquetFile(file, fields.storage);
   let reader: ReadableStreamDefaultReader<pw.RecordBatch> | undefined;
   try {
     const schema = parquetArrowSchema(file, pf);
     const { idType } = checkInputColumns(file, schema, fields);
     try {
-      const stream = await pf.stream({ columns: projectedColumns(fields), batchSize: options.batchRows ?? DEFAULT_BATCH_ROWS });
+      const stream = await untilReadFails(pf, pf.stream({ columns: projectedColumns(fields), batchSize: options.batchRows ?? DEFAULT_BATCH_ROWS }));
       reader = stream.getReader() as ReadableStreamDefaultReader<pw.RecordBatch>;
     } catch (cause) {
+      if (cause instanceof SemdedupError) throw cause;
       throw new InputError(`input file ${file} is corrupt (${errorText(cause)})`, { cause, context: { file } });
     }
     let firstRow = 0;
     for (;;) {
       let table;
       try {
-        const { done, value } = await reader.read();
+        const { done, value } = await untilReadFails(pf, reader.read());
         if (done) break;
         table = tableFromIPC(value.intoIPCStream());
       } catch (cause) {
+        if (cause instanceof SemdedupError) throw cause;
         throw new InputError(`input file ${file} is corrupt near row ${firstRow} (${errorText(cause)})`, {
           cause,
           context: { file, row: firstRow },
