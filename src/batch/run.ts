@@ -1,4 +1,5 @@
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { batchTopology } from '../../topologies/batch.js';
 import { createKernel } from '../kernels/index.js';
@@ -8,6 +9,7 @@ import { runTopology } from '../runtime/runner.js';
 import { onTerminate } from '../runtime/shutdown.js';
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
+import { isRemotePath, joinPath, redactStorageOptions, storageFor, type StorageOptions } from '../storage/index.js';
 import { Store } from '../store/index.js';
 import type { BatchContext, ProbeStats } from './context.js';
 
@@ -32,38 +34,85 @@ export interface RunSummary {
 /** Names semdedup writes into an output folder; only these are cleared or published. */
 export const OUTPUT_ENTRIES = ['kmeans_results', 'kmeans_centroids.npy', 'pairwise_results', 'duplicates', 'rejected', 'semdedup.duckdb', 'summary.json'];
 
-export async function prepareOutputDir(outputDir: string, clear: boolean, log: Logger): Promise<void> {
-  await mkdir(outputDir, { recursive: true });
-  const existing = (await readdir(outputDir)).filter((e) => OUTPUT_ENTRIES.includes(e) || e.startsWith('.semdedup-'));
+/**
+ * Check (and with `clear`, empty) the output folder or `s3://` prefix: semdedup's previous
+ * entries are removed; anything else there is left alone.
+ */
+export async function prepareOutputDir(outputDir: string, clear: boolean, log: Logger, storage?: StorageOptions): Promise<void> {
+  if (!isRemotePath(outputDir)) await mkdir(outputDir, { recursive: true });
+  const store = storageFor(outputDir, storage);
+  const existing = (await store.listNames(outputDir)).filter((e) => OUTPUT_ENTRIES.includes(e) || e.startsWith('.semdedup-'));
   if (existing.length === 0) return;
   if (!clear) throw new InputError(`output folder already holds results (${existing.join(', ')}); pass --clear-output to replace them`, { context: { file: outputDir } });
   log.info({ outputDir, removed: existing }, 'clearing previous output');
-  await Promise.all(existing.map((e) => rm(join(outputDir, e), { recursive: true, force: true })));
+  await Promise.all(existing.map((e) => store.remove(joinPath(outputDir, e))));
 }
 
-/** Move every finished output from staging into place; summary.json goes last (it marks completion). */
-export async function publish(stagingDir: string, outputDir: string, summary: object): Promise<void> {
+/** Local folders where a run builds its outputs (`staging`) and keeps scratch files (`work`). */
+export interface StagingDirs {
+  readonly stagingDir: string;
+  readonly workDir: string;
+  /** Remove both (what was published is gone from staging already). */
+  remove(): Promise<void>;
+}
+
+/**
+ * Inside a local output folder, so publishing is a rename on the same file system; for an
+ * `s3://` output, in the OS temp folder, from which `publish` uploads.
+ */
+export async function createStagingDirs(outputDir: string): Promise<StagingDirs> {
+  const root = isRemotePath(outputDir) ? await mkdtemp(join(tmpdir(), 'semdedup-')) : undefined;
+  const stagingDir = root ? join(root, 'staging') : join(outputDir, `.semdedup-staging-${process.pid}`);
+  const workDir = root ? join(root, 'work') : join(outputDir, `.semdedup-work-${process.pid}`);
+  await mkdir(stagingDir, { recursive: true });
+  await mkdir(workDir, { recursive: true });
+  return {
+    stagingDir,
+    workDir,
+    async remove() {
+      await rm(workDir, { recursive: true, force: true });
+      await rm(stagingDir, { recursive: true, force: true });
+      if (root) await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Move every finished output from staging into place; summary.json goes last (it marks
+ * completion). For an `s3://` output every entry is uploaded, then summary.json: a reader that
+ * waits for summary.json never sees a partial result.
+ */
+export async function publish(stagingDir: string, outputDir: string, summary: object, storage?: StorageOptions): Promise<void> {
+  const text = JSON.stringify(summary, null, 2) + '\n';
+  if (isRemotePath(outputDir)) {
+    const store = storageFor(outputDir, storage);
+    for (const entry of await readdir(stagingDir)) await store.upload(join(stagingDir, entry), joinPath(outputDir, entry));
+    const summaryFile = join(stagingDir, 'summary.json');
+    await writeFile(summaryFile, text);
+    await store.upload(summaryFile, joinPath(outputDir, 'summary.json'));
+    return;
+  }
   for (const entry of await readdir(stagingDir)) await rename(join(stagingDir, entry), join(outputDir, entry));
   const tmp = join(outputDir, '.semdedup-summary.json.tmp');
-  await writeFile(tmp, JSON.stringify(summary, null, 2) + '\n');
+  await writeFile(tmp, text);
   await rename(tmp, join(outputDir, 'summary.json'));
+}
+
+/** The config as written to summary.json and --json: storage credentials redacted. */
+export function configForSummary<C extends { storageOptions?: StorageOptions }>(config: C): C {
+  return config.storageOptions ? { ...config, storageOptions: redactStorageOptions(config.storageOptions) } : config;
 }
 
 /** `semdedup run`: the batch workflow from inputs to the NeMo output layout. */
 export async function runBatch(config: RunConfig, options: { logger: Logger; progress?: Progress }): Promise<RunSummary> {
   const { logger } = options;
   const started = performance.now();
-  const outputDir = resolve(config.output);
-  await prepareOutputDir(outputDir, config.clearOutput, logger);
-  const stagingDir = join(outputDir, `.semdedup-staging-${process.pid}`);
-  const workDir = join(outputDir, `.semdedup-work-${process.pid}`);
-  await mkdir(stagingDir, { recursive: true });
-  await mkdir(workDir, { recursive: true });
+  const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
+  await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
+  const staging = await createStagingDirs(outputDir);
+  const { stagingDir, workDir } = staging;
   const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
-  const releaseSignals = onTerminate(logger, 'run', async () => {
-    await rm(workDir, { recursive: true, force: true });
-    await rm(stagingDir, { recursive: true, force: true });
-  });
+  const releaseSignals = onTerminate(logger, 'run', () => staging.remove());
   const ctx: BatchContext = {
     config,
     kernel,
@@ -118,9 +167,8 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
     releaseSignals();
     ctx.store?.close();
     await kernel.close();
-    await rm(workDir, { recursive: true, force: true });
     // Published entries were moved out; after a failure this drops the partial outputs.
-    await rm(stagingDir, { recursive: true, force: true });
+    await staging.remove();
     if (!ok) logger.debug('run failed; partial outputs removed');
   }
 }

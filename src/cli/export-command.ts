@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { DEFAULT_ROWS_PER_FILE, exportDeduplicated } from '../export/index.js';
+import { parseStorageOptions } from '../shared/config.js';
 import { parseCount } from './inspect-command.js';
 import type { CliContext } from './run-command.js';
 
@@ -25,6 +26,7 @@ export function registerExportCommand(program: Command, ctx: CliContext): void {
     .option('--id-field <name>', 'id column of the input (default: id)')
     .option('--embedding-field <name>', 'JSONL input only: field written as list<float32> (default: embedding)')
     .option('--allow-missing', 'export even when the duplicate list names ids that are not in the input (default: refuse with exit code 2)')
+    .option('--storage-options <json>', 'for s3:// paths: {"endpoint", "region", "forcePathStyle", "accessKeyId", "secretAccessKey"} (default: SEMDEDUP_STORAGE_OPTIONS, then the AWS env/config chain)')
     .option('--json', 'print {input_rows, removed, kept, missing, files, schema, ...} as JSON')
     .addHelpText(
       'after',
@@ -35,7 +37,8 @@ temporary names and renamed when complete. kept + removed = input rows.
 
 Examples:
   semdedup export --input .data/sample/clips.parquet --duplicates out/sample/duplicates --output out/sample-dedup
-  semdedup export --input 'emb/*.parquet' --duplicates out/duplicates --output clean/ --rows-per-file 500000 --json`,
+  semdedup export --input 'emb/*.parquet' --duplicates out/duplicates --output clean/ --rows-per-file 500000 --json
+  semdedup export --input s3://bucket/emb/ --duplicates s3://bucket/dedup/duplicates --output s3://bucket/clean/`,
     )
     .action(async (opts: Record<string, unknown>) => {
       const result = await exportDeduplicated({
@@ -46,6 +49,7 @@ Examples:
         idField: opts.idField as string | undefined,
         embeddingField: opts.embeddingField as string | undefined,
         allowMissing: Boolean(opts.allowMissing),
+        storage: parseStorageOptions(opts.storageOptions ?? process.env.SEMDEDUP_STORAGE_OPTIONS),
         logger: ctx.logger,
       });
       if (opts.json) {

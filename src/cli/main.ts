@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { formatErrorLine, InputError, SemdedupError } from '../shared/errors.js';
 import { createLogger } from '../runtime/logging.js';
+import { closeStorage } from '../storage/index.js';
 import { registerReplayCommand } from './replay-command.js';
 import { registerProduceCommand } from './produce-command.js';
 import { registerRunCommand } from './run-command.js';
@@ -8,6 +9,7 @@ import { registerStreamCommand } from './stream-command.js';
 import { registerInspectCommand } from './inspect-command.js';
 import { registerIdentifyCommand } from './identify-command.js';
 import { registerExportCommand } from './export-command.js';
+import { registerRecallCommand } from './recall-command.js';
 
 /** Exit codes: 0 ok, 1 failure, 2 bad input or usage (message without a stack trace). */
 export async function main(argv: string[]): Promise<number> {
@@ -25,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   registerInspectCommand(program, ctx);
   registerIdentifyCommand(program, ctx);
   registerExportCommand(program, ctx);
+  registerRecallCommand(program, ctx);
   registerReplayCommand(program, ctx);
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -40,5 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     else if (!(err instanceof InputError)) process.stderr.write('(run with --verbose for the stack trace)\n');
     if (err instanceof InputError) return 2;
     return err instanceof SemdedupError && err.retriable ? 75 : 1;
+  } finally {
+    // S3 clients keep sockets open; the process should not wait for them to time out.
+    closeStorage();
   }
 }

@@ -29,6 +29,7 @@ export function registerReplayCommand(program: Command, ctx: CliContext): void {
     .option('--output-topic <topic>', 'also publish duplicate verdicts to this Kafka topic')
     .option('--brokers <list>', 'Kafka brokers for --from-topic / --output-topic (default: 127.0.0.1:9092)')
     .option('--no-clear-output', 'refuse to run when the output folder already holds results')
+    .option('--storage-options <json>', 'for s3:// paths: {"endpoint", "region", "forcePathStyle", "accessKeyId", "secretAccessKey"} (default: the AWS env/config chain)')
     .option('--config <file>', 'YAML/JSON config with the same keys as these flags')
     .option('--json', 'print summary.json on stdout')
     .addHelpText('after', '\nExamples:\n  semdedup replay --input history/ --centroids out/kmeans_centroids.npy --output replayed/ --eps 0.01 --state state/\n  semdedup replay --from-topic clips --brokers 127.0.0.1:9092 --centroids out/ --output replayed/ --eps 0.01\n')

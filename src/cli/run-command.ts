@@ -1,9 +1,9 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { runBatch, type RunSummary } from '../batch/run.js';
 import type { Logger } from '../runtime/logging.js';
 import { configFromEnv, DEFAULT_PROBE_MARGIN, loadConfigFile, parseConfig, runConfigSchema } from '../shared/config.js';
+import { joinPath, storageFor } from '../storage/index.js';
 import { ensureSample, SAMPLE } from './sample.js';
 
 export interface CliContext {
@@ -41,6 +41,7 @@ export function addRunOptions(cmd: Command): Command {
     .option('--reader <name>', 'Parquet decoder: duckdb (native) or parquet-wasm (default: duckdb)')
     .option('--memory-budget-mb <n>', 'keep normalized embeddings in memory up to this size, else spill to disk (default: 1024)')
     .option('--no-clear-output', 'refuse to run when the output folder already holds results (default: clear them)')
+    .option('--storage-options <json>', 'for s3:// paths: {"endpoint", "region", "forcePathStyle", "accessKeyId", "secretAccessKey"} (default: the AWS env/config chain)')
     .option('--config <file>', 'YAML/JSON config with the same keys as these flags (kebab-case); flags override it')
     .option('--json', 'print summary.json on stdout instead of the human summary');
 }
@@ -78,6 +79,7 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
 Examples:
   semdedup run --input data/ --output out/ --n-clusters 50 --eps 0.01
   semdedup run --input 'emb/*.parquet' --output out/ --centroids kmeans_centroids.npy --eps 0.01
+  semdedup run --input 's3://bucket/emb/*.parquet' --output s3://bucket/dedup/ --n-clusters 50 --eps 0.01
   semdedup run --sample                       # what npm start does
 
 Outputs (in --output): kmeans_results/centroid=K/*.parquet, kmeans_centroids.npy,
@@ -97,6 +99,6 @@ refused), semdedup.duckdb, summary.json (written last). Exit codes: 0 ok, 2 bad 
       const summary = await runBatch(config, { logger: ctx.logger });
       if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
       else printHumanSummary(summary, config.output);
-      if (!existsSync(join(config.output, 'summary.json'))) ctx.exitCode = 1;
+      if ((await storageFor(config.output, config.storageOptions).stat(joinPath(config.output, 'summary.json')))?.kind !== 'file') ctx.exitCode = 1;
     });
 }

@@ -10,8 +10,14 @@
  * fixed_size_list, int64 stays int64, string stays string), and the result is checked.
  *
  * Files are built in a staging folder inside the output and renamed into place when complete.
+ *
+ * `s3://` paths: DuckDB here reads local files only (no httpfs extension offline), and export
+ * reads every byte of the input anyway, so remote inputs and duplicate lists are first streamed
+ * into a local temp folder (after their footers were checked with ranged reads); a remote output
+ * is built in that temp folder and uploaded, then the previous export's extra parts are deleted.
  */
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   Bool,
@@ -33,6 +39,7 @@ import { InputError, InvariantError } from '../shared/errors.js';
 import { inputFormatOf, resolveInputFiles } from '../sources/index.js';
 import { openParquetFile, parquetArrowSchema } from '../sources/parquet/index.js';
 import { openParquetWriter, type ColumnSpec, type ParquetWriter } from '../sinks/parquet/index.js';
+import { isInside, isRemotePath, joinPath, storageFor, type StorageOptions } from '../storage/index.js';
 import { sqlIdent, sqlString, Store } from '../store/index.js';
 
 export const DEFAULT_ROWS_PER_FILE = 1_000_000;
@@ -50,6 +57,8 @@ export interface ExportOptions {
   readonly embeddingField?: string;
   /** Export even when the duplicate list names ids the input does not have. */
   readonly allowMissing?: boolean;
+  /** How to reach `s3://` paths; unset: the AWS env/config chain. */
+  readonly storage?: StorageOptions;
   readonly logger: Logger;
 }
 
@@ -96,12 +105,13 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
     throw new InputError(`--rows-per-file must be a positive integer, got ${rowsPerFile}`, { context: { field: 'rows-per-file' } });
   }
   const idField = options.idField ?? 'id';
-  const inputFiles = await resolveInputFiles(options.input);
-  const duplicateFiles = await resolveDuplicateFiles(options.duplicates);
-  const outputDir = path.resolve(options.output);
+  const { storage } = options;
+  const inputFiles = await resolveInputFiles(options.input, storage);
+  const duplicateFiles = await resolveDuplicateFiles(options.duplicates, storage);
+  const remoteOutput = isRemotePath(options.output);
+  const outputDir = remoteOutput ? options.output.replace(/\/+$/, '') : path.resolve(options.output);
   for (const f of [...inputFiles, ...duplicateFiles]) {
-    const abs = path.resolve(f);
-    if (abs === outputDir || abs.startsWith(outputDir + path.sep)) {
+    if (isInside(f, outputDir)) {
       throw new InputError(`the output folder ${options.output} holds ${f}, which export reads; export to another folder`, { context: { field: 'output' } });
     }
   }
@@ -109,22 +119,28 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
   if (formats.size > 1) throw new InputError('mixed Parquet and JSONL inputs: export one format at a time', { context: { field: 'input' } });
   const format = [...formats][0]!;
 
-  const staging = path.join(outputDir, `.semdedup-export-${process.pid}`);
+  const needsTemp = remoteOutput || [...inputFiles, ...duplicateFiles].some(isRemotePath);
+  const tempRoot = needsTemp ? await mkdtemp(path.join(tmpdir(), 'semdedup-export-')) : undefined;
+  const staging = remoteOutput ? path.join(tempRoot!, 'staging') : path.join(outputDir, `.semdedup-export-${process.pid}`);
   // One thread: the anti-join then streams the input in its order (DuckDB only guarantees
   // order for single-table scans), and the JS writer is the bottleneck anyway.
   const store = await Store.open(':memory:', { threads: 1 });
   let published = false;
   try {
+    // Footers first (ranged reads for s3://): a schema mismatch fails before any download.
+    const parquetInputPlans = format === 'parquet' ? await parquetPlans(inputFiles, idField, storage) : undefined;
+    const localInputs = await localCopies(inputFiles, tempRoot, 'input', storage);
+    const localDuplicates = await localCopies(duplicateFiles, tempRoot, 'duplicates', storage);
     const relation =
       format === 'parquet'
-        ? `read_parquet([${inputFiles.map((f) => sqlString(f)).join(', ')}], hive_partitioning = false)`
-        : `read_json([${inputFiles.map((f) => sqlString(f)).join(', ')}], format = 'newline_delimited')`;
-    const plans = format === 'parquet' ? await parquetPlans(inputFiles, idField) : await jsonlPlans(store, relation, idField, options.embeddingField ?? 'embedding');
+        ? `read_parquet([${localInputs.map((f) => sqlString(f)).join(', ')}], hive_partitioning = false)`
+        : `read_json([${localInputs.map((f) => sqlString(f)).join(', ')}], format = 'newline_delimited')`;
+    const plans = parquetInputPlans ?? (await jsonlPlans(store, relation, idField, options.embeddingField ?? 'embedding'));
 
-    const dupIdColumn = await duplicateIdColumn(store, duplicateFiles, idField);
+    const dupIdColumn = await duplicateIdColumn(store, localDuplicates, idField, duplicateFiles[0]!);
     await store.run(
       `CREATE TEMP TABLE dup_ids AS SELECT DISTINCT ${sqlIdent(dupIdColumn)}::VARCHAR AS id
-         FROM read_parquet([${duplicateFiles.map((f) => sqlString(f)).join(', ')}]) WHERE ${sqlIdent(dupIdColumn)} IS NOT NULL`,
+         FROM read_parquet([${localDuplicates.map((f) => sqlString(f)).join(', ')}]) WHERE ${sqlIdent(dupIdColumn)} IS NOT NULL`,
     );
     await store.run(`CREATE TEMP VIEW input_rows AS SELECT * FROM ${relation}`);
     const idSql = `i.${sqlIdent(idField)}::VARCHAR`;
@@ -151,7 +167,7 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
     }
 
     // Checks passed: only now touch the output folder.
-    await mkdir(outputDir, { recursive: true });
+    if (!remoteOutput) await mkdir(outputDir, { recursive: true });
     await rm(staging, { recursive: true, force: true });
     await mkdir(staging, { recursive: true });
     await store.run(`SET temp_directory = ${sqlString(path.join(staging, 'duckdb-tmp'))}`);
@@ -161,13 +177,12 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
     const expected = plans.map((p) => `${p.name}: ${String(p.type)}`);
     for (const f of files) await checkWrittenSchema(f.path, expected);
 
-    // Publish: drop the previous export's parts, move the new ones in.
-    for (const entry of await readdir(outputDir)) if (PART_RE.test(entry)) await rm(path.join(outputDir, entry), { force: true });
-    const publishedFiles = [];
-    for (const f of files) {
-      const name = path.basename(f.path);
-      await rename(f.path, path.join(outputDir, name));
-      publishedFiles.push({ path: path.join(options.output, name), rows: f.rows });
+    const publishedFiles = files.map((f) => ({ path: joinPath(options.output, path.basename(f.path)), rows: f.rows }));
+    if (remoteOutput) await uploadParts(files, outputDir, storage);
+    else {
+      // Publish: drop the previous export's parts, move the new ones in.
+      for (const entry of await readdir(outputDir)) if (PART_RE.test(entry)) await rm(path.join(outputDir, entry), { force: true });
+      for (const f of files) await rename(f.path, path.join(outputDir, path.basename(f.path)));
     }
     published = true;
     log.info({ input_rows: inputRows, removed, kept, files: files.length }, 'deduplicated data set exported');
@@ -187,12 +202,43 @@ export async function exportDeduplicated(options: ExportOptions): Promise<Export
   } finally {
     store.close();
     await rm(staging, { recursive: true, force: true });
+    if (tempRoot) await rm(tempRoot, { recursive: true, force: true });
     if (!published) log.debug('export did not complete; staging removed');
   }
 }
 
-async function resolveDuplicateFiles(duplicates: string): Promise<string[]> {
-  const files = await resolveInputFiles([duplicates]).catch((err: unknown) => {
+/**
+ * Upload the new parts (each replaces the part of the same name), then delete the previous
+ * export's parts beyond them: the prefix is never without a complete set of names.
+ */
+async function uploadParts(files: readonly { path: string }[], outputDir: string, storage: StorageOptions | undefined): Promise<void> {
+  const store = storageFor(outputDir, storage);
+  const names = new Set(files.map((f) => path.basename(f.path)));
+  for (const f of files) await store.upload(f.path, joinPath(outputDir, path.basename(f.path)));
+  for (const entry of await store.listNames(outputDir)) if (PART_RE.test(entry) && !names.has(entry)) await store.remove(joinPath(outputDir, entry));
+}
+
+/** Local paths DuckDB can read: local files as they are, `s3://` objects streamed into `tempRoot/what/`. */
+async function localCopies(files: readonly string[], tempRoot: string | undefined, what: string, storage: StorageOptions | undefined): Promise<string[]> {
+  if (!files.some(isRemotePath)) return [...files];
+  const dir = path.join(tempRoot!, what);
+  await mkdir(dir, { recursive: true });
+  const out: string[] = [];
+  for (const [i, f] of files.entries()) {
+    if (!isRemotePath(f)) {
+      out.push(f);
+      continue;
+    }
+    // Numbered: two prefixes may hold the same file name; the extension keeps the format.
+    const local = path.join(dir, `${String(i).padStart(5, '0')}-${path.posix.basename(f)}`);
+    await storageFor(f, storage).download(f, local);
+    out.push(local);
+  }
+  return out;
+}
+
+async function resolveDuplicateFiles(duplicates: string, storage: StorageOptions | undefined): Promise<string[]> {
+  const files = await resolveInputFiles([duplicates], storage).catch((err: unknown) => {
     if (err instanceof InputError) throw new InputError(`--duplicates: ${err.message}`, { cause: err, context: { ...err.context, field: 'duplicates' } });
     throw err;
   });
@@ -201,23 +247,23 @@ async function resolveDuplicateFiles(duplicates: string): Promise<string[]> {
   return files;
 }
 
-/** The id column of the duplicate list: `id` (semdedup, NeMo), else the input's id field. */
-async function duplicateIdColumn(store: Store, files: readonly string[], idField: string): Promise<string> {
+/** The id column of the duplicate list: `id` (semdedup, NeMo), else the input's id field. `shownAs` names the list in errors. */
+async function duplicateIdColumn(store: Store, files: readonly string[], idField: string, shownAs: string): Promise<string> {
   const columns = (await store.rows(`DESCRIBE SELECT * FROM read_parquet([${files.map((f) => sqlString(f)).join(', ')}])`)).map((r) => r.column_name as string);
   if (columns.includes('id')) return 'id';
   if (columns.includes(idField)) return idField;
-  throw new InputError(`duplicate list ${files[0]} has no id column (columns: ${columns.join(', ')})`, { context: { file: files[0], field: 'duplicates' } });
+  throw new InputError(`duplicate list ${shownAs} has no id column (columns: ${columns.join(', ')})`, { context: { file: shownAs, field: 'duplicates' } });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Column plans: what each output column is and how it is read
 
 /** Every Parquet input must declare the same Arrow schema; it is the output's schema. */
-async function parquetPlans(files: readonly string[], idField: string): Promise<ColumnPlan[]> {
+async function parquetPlans(files: readonly string[], idField: string, storage: StorageOptions | undefined): Promise<ColumnPlan[]> {
   let schema: Schema | undefined;
   let schemaText = '';
   for (const file of files) {
-    const pf = await openParquetFile(file);
+    const pf = await openParquetFile(file, storage);
     let s: Schema;
     try {
       s = parquetArrowSchema(file, pf);

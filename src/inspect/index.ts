@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openRunStore } from '../identify/index.js';
+import type { RecallResult } from '../recall/index.js';
 import { InputError } from '../shared/errors.js';
 import { sqlIdent, type Store } from '../store/index.js';
 
@@ -19,7 +20,7 @@ export const DEFAULT_TOP_CLUSTERS = 10;
 export const DEFAULT_SAMPLE_PAIRS = 10;
 
 /** Columns of `clips` that semdedup adds; every other column besides `id` is the clip's metadata. */
-const RUN_COLUMNS = new Set(['row', 'id', 'rank_hash', 'centroid', 'l2_dist_to_cent', 'cosine_dist_to_cent', 'rank_pos']);
+const RUN_COLUMNS = new Set(['row', 'id', 'rank_hash', 'centroid', 'l2_dist_to_cent', 'cosine_dist_to_cent', 'rank_pos', 'global_pos', 'probe_centroid']);
 
 export interface InspectOptions {
   /** eps for the top clusters, the sample pairs and the threshold mark (default 0.01). */
@@ -90,8 +91,10 @@ export interface InspectReport {
   readonly clusters: number;
   /** eps used for `top_clusters`, `sample_pairs` and `cluster_sizes.per_cluster[].duplicates`. */
   readonly eps: number;
-  /** What the run (or the last `identify`) recorded in summary.json. */
-  readonly run: { readonly eps: number | null; readonly duplicates: number | null };
+  /** What the run (or the last `identify`) recorded in summary.json; probe fields only with --probe 2. */
+  readonly run: { readonly eps: number | null; readonly duplicates: number | null; readonly probe?: number; readonly probe_margin?: number };
+  /** Pair recall recorded by `semdedup recall` (null until it has run). */
+  readonly recall?: RecallResult | null;
   readonly metadata_columns: readonly string[];
   readonly histogram: readonly HistogramBin[];
   readonly eps_table: readonly EpsRow[];
@@ -120,7 +123,7 @@ export async function inspectRun(outputDir: string, options: InspectOptions = {}
   if (!Number.isInteger(bins) || bins < 1 || bins > 1000) throw new InputError(`--bins must be an integer in [1, 1000], got ${bins}`, { context: { field: 'bins' } });
   if (grid.length === 0) throw new InputError('--eps-grid needs at least one value', { context: { field: 'eps-grid' } });
 
-  const run = await readRunSummary(outputDir);
+  const { run, recall } = await readRunSummary(outputDir);
   const store = await openRunStore(outputDir);
   try {
     const [counts] = await store.rows('SELECT count(*)::BIGINT AS n FROM pairwise');
@@ -143,23 +146,30 @@ export async function inspectRun(outputDir: string, options: InspectOptions = {}
         .slice(0, top)
         .map((c) => ({ ...c, duplicate_fraction: c.size > 0 ? c.duplicates / c.size : 0 })),
       sample_pairs: await samplePairs(store, eps, samples, metadataColumns),
+      recall,
     };
   } finally {
     store.close();
   }
 }
 
-async function readRunSummary(outputDir: string): Promise<InspectReport['run']> {
+async function readRunSummary(outputDir: string): Promise<{ run: InspectReport['run']; recall: RecallResult | null }> {
+  const none = { run: { eps: null, duplicates: null }, recall: null };
   const path = join(outputDir, 'summary.json');
-  if (!existsSync(path)) return { eps: null, duplicates: null };
+  if (!existsSync(path)) return none;
   try {
-    const s = JSON.parse(await readFile(path, 'utf8')) as { duplicates?: unknown; config?: { eps?: unknown } };
+    const s = JSON.parse(await readFile(path, 'utf8')) as { duplicates?: unknown; config?: { eps?: unknown }; probe?: { probe?: unknown; probe_margin?: unknown }; recall?: unknown };
+    const probe = typeof s.probe?.probe === 'number' && typeof s.probe.probe_margin === 'number' ? { probe: s.probe.probe, probe_margin: s.probe.probe_margin } : {};
     return {
-      eps: typeof s.config?.eps === 'number' ? s.config.eps : null,
-      duplicates: typeof s.duplicates === 'number' ? s.duplicates : null,
+      run: {
+        eps: typeof s.config?.eps === 'number' ? s.config.eps : null,
+        duplicates: typeof s.duplicates === 'number' ? s.duplicates : null,
+        ...probe,
+      },
+      recall: s.recall && typeof s.recall === 'object' && typeof (s.recall as RecallResult).recall === 'number' ? (s.recall as RecallResult) : null,
     };
   } catch {
-    return { eps: null, duplicates: null };
+    return none;
   }
 }
 
@@ -322,6 +332,8 @@ export function formatInspectText(r: InspectReport): string {
   }
   out.push('');
 
+  out.push(...formatRecallLines(r), '');
+
   out.push(`sample duplicate pairs at eps ${r.eps} (spread from the closest copies to the threshold; metadata: clip / max_id)`);
   if (r.sample_pairs.length === 0) out.push('  (no duplicates at this eps)');
   else {
@@ -339,6 +351,21 @@ export function formatInspectText(r: InspectReport): string {
     );
   }
   return out.join('\n') + '\n';
+}
+
+/** The pair recall section: `semdedup recall`'s result, or how to get one. */
+function formatRecallLines(r: InspectReport): string[] {
+  const probe = r.run.probe && r.run.probe > 1 ? `--probe ${r.run.probe} --probe-margin ${r.run.probe_margin}` : '--probe 1';
+  const c = r.recall;
+  if (!c) return [`pair recall (${probe}): not measured; run \`semdedup recall --output ${r.output}\``];
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  return [
+    `pair recall (${probe}): ${pct(c.recall)} of ${c.pairs} pairs with cos >= ${Number(c.threshold.toFixed(12))} (eps ${c.eps}) touching ${c.sample} sampled clips were compared; ${c.missed} missed (same cluster ${c.covered_same_cluster}, by probing ${c.covered_by_probe})`,
+    ...table(
+      ['what-if margin', 'recall', 'probed', 'est. pairs ×'],
+      c.what_if.map((w) => [String(w.probe_margin), pct(w.recall), pct(w.probed_fraction), w.est_pairs_ratio.toFixed(2)]),
+    ),
+  ];
 }
 
 function text(v: JsonValue | undefined): string {

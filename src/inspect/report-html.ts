@@ -87,12 +87,32 @@ ${clusterSizesSvg(cs.per_cluster, cs.histogram, r.eps)}
 <h2>Top clusters by duplicates (eps ${r.eps})</h2>
 ${topRows ? `<table id="top-clusters"><thead><tr><th>centroid</th><th>size</th><th>duplicates</th><th>duplicates / size</th></tr></thead><tbody>${topRows}</tbody></table>` : '<p class="note">No duplicates at this eps.</p>'}
 
+<h2>Pair recall</h2>
+${recallHtml(r)}
+
 <h2>Sample duplicate pairs (eps ${r.eps})</h2>
 <p class="note">Spread evenly from the closest copies down to the borderline pairs just above the threshold; look at the lowest scores to judge eps.</p>
 ${pairRows ? `<table id="sample-pairs"><thead><tr><th>id</th><th>max_id</th><th>score</th><th>centroid</th>${metaHead}</tr></thead><tbody>${pairRows}</tbody></table>` : '<p class="note">No duplicates at this eps.</p>'}
 </body>
 </html>
 `;
+}
+
+/** The pair recall section: what `semdedup recall` measured, with its what-if table. */
+function recallHtml(r: InspectReport): string {
+  const probe = r.run.probe && r.run.probe > 1 ? `--probe ${r.run.probe} --probe-margin ${r.run.probe_margin}` : '--probe 1';
+  const c = r.recall;
+  if (!c) return `<p class="note">Not measured for this run (${esc(probe)}). Measure it: <code>semdedup recall --output ${esc(r.output)}</code>.</p>`;
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const rows = c.what_if
+    .map((w) => `<tr><td>${w.probe_margin}</td><td>${pct(w.recall)}</td><td>${pct(w.probed_fraction)}</td><td>${w.est_pairs_ratio.toFixed(2)}</td></tr>`)
+    .join('');
+  return `<p class="note">Share of the near-duplicate pairs (cos ≥ ${Number(c.threshold.toFixed(12))}, eps ${c.eps}) that the run compared, by exact brute force of ${n(c.sample)} sampled clips against all ${n(c.rows)}:
+a pair straddling a cluster boundary is never scored unless probing puts both clips in one compared set. Run: <code>${esc(probe)}</code>.</p>
+<table id="recall"><thead><tr><th>recall</th><th>pairs</th><th>covered</th><th>same cluster</th><th>by probing</th><th>missed</th></tr></thead>
+<tbody><tr><td>${pct(c.recall)}</td><td>${n(c.pairs)}</td><td>${n(c.covered)}</td><td>${n(c.covered_same_cluster)}</td><td>${n(c.covered_by_probe)}</td><td>${n(c.missed)}</td></tr></tbody></table>
+<p class="note">What <code>--probe 2 --probe-margin m</code> would reach on the same centroids; est. pairs × is its pairwise work relative to <code>--probe 1</code>.</p>
+<table id="recall-what-if"><thead><tr><th>margin m</th><th>recall</th><th>clips probed</th><th>est. pairs ×</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 /** Write `html` to `path` through a temporary file in the same folder, then rename. */

@@ -1,13 +1,13 @@
-import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { replayTopology } from '../../topologies/replay.js';
-import { prepareOutputDir, publish } from '../batch/run.js';
+import { configForSummary, createStagingDirs, prepareOutputDir, publish } from '../batch/run.js';
 import { createKernel } from '../kernels/index.js';
 import type { Logger } from '../runtime/logging.js';
 import { createProgress, type Progress } from '../runtime/progress.js';
 import { runTopology } from '../runtime/runner.js';
 import { onTerminate } from '../runtime/shutdown.js';
 import type { ReplayConfig } from '../shared/config.js';
+import { isRemotePath } from '../storage/index.js';
 import { Store } from '../store/index.js';
 import type { ReplayContext } from './context.js';
 
@@ -30,17 +30,12 @@ export interface ReplaySummary {
 export async function runReplay(config: ReplayConfig, options: { logger: Logger; progress?: Progress }): Promise<ReplaySummary> {
   const { logger } = options;
   const started = performance.now();
-  const outputDir = resolve(config.output);
-  await prepareOutputDir(outputDir, config.clearOutput, logger);
-  const stagingDir = join(outputDir, `.semdedup-staging-${process.pid}`);
-  const workDir = join(outputDir, `.semdedup-work-${process.pid}`);
-  await mkdir(stagingDir, { recursive: true });
-  await mkdir(workDir, { recursive: true });
+  const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
+  await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
+  const staging = await createStagingDirs(outputDir);
+  const { stagingDir, workDir } = staging;
   const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
-  const releaseSignals = onTerminate(logger, 'replay', async () => {
-    await rm(workDir, { recursive: true, force: true });
-    await rm(stagingDir, { recursive: true, force: true });
-  });
+  const releaseSignals = onTerminate(logger, 'replay', () => staging.remove());
   const ctx: ReplayContext = {
     config,
     kernel,
@@ -82,9 +77,9 @@ export async function runReplay(config: ReplayConfig, options: { logger: Logger;
       backend_description: kernel.description,
       input_files: ctx.files.length,
       timings: ctx.timings,
-      config,
+      config: configForSummary(config),
     };
-    await publish(stagingDir, outputDir, summary);
+    await publish(stagingDir, outputDir, summary, config.storageOptions);
     return summary;
   } finally {
     releaseSignals();
@@ -92,7 +87,6 @@ export async function runReplay(config: ReplayConfig, options: { logger: Logger;
     ctx.stateStore?.close();
     await ctx.sink?.close();
     await kernel.close();
-    await rm(workDir, { recursive: true, force: true });
-    await rm(stagingDir, { recursive: true, force: true });
+    await staging.remove();
   }
 }

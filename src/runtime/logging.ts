@@ -3,6 +3,12 @@ import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
+/** Storage credentials, should a config ever be logged (top level or one object down). */
+const REDACT = {
+  paths: ['accessKeyId', 'secretAccessKey', 'sessionToken'].flatMap((k) => [`storageOptions.${k}`, `*.storageOptions.${k}`]),
+  censor: '[redacted]',
+};
+
 /**
  * Structured logs on stderr (stdout is kept for `--json` summaries and human summaries). On a
  * terminal they are rendered as readable lines; elsewhere they stay JSON, one object per line.
@@ -12,9 +18,9 @@ export function createLogger(options: { level?: string; pretty?: boolean } = {})
   const level = options.level ?? process.env.SEMDEDUP_LOG_LEVEL ?? 'info';
   const human = options.pretty ?? (Boolean(process.stderr.isTTY) && process.env.SEMDEDUP_LOG_FORMAT !== 'json');
   if (human) {
-    return pino({ level, base: undefined }, pretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname,step', messageFormat: '{if step}[{step}] {end}{msg}' }));
+    return pino({ level, base: undefined, redact: REDACT }, pretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname,step', messageFormat: '{if step}[{step}] {end}{msg}' }));
   }
-  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
+  return pino({ level, base: undefined, redact: REDACT, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
 }
 
 /** A logger that drops everything, for tests and library use. */

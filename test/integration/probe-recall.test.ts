@@ -4,8 +4,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { createRng, sampleSortedIndices } from '../../src/assign/index.js';
 import { writeNpy } from '../../src/assign/npy.js';
+import { main } from '../../src/cli/main.js';
+import { measureRecall, type RecallResult } from '../../src/recall/index.js';
 import { runBatch, type RunSummary } from '../../src/batch/run.js';
 import { silentLogger } from '../../src/runtime/logging.js';
 import { createProgress } from '../../src/runtime/progress.js';
@@ -113,15 +116,118 @@ describe('multi-probe pairwise', () => {
 });
 
 /** id, centroid, probe_centroid (-1 when none) and global_pos of every clip, from semdedup.duckdb. */
-async function readParquetRowsFromDb(out: string): Promise<{ id: string; centroid: number; probe: number; globalPos: number }[]> {
+async function readParquetRowsFromDb(out: string): Promise<{ id: string; centroid: number; probe: number; globalPos: number; rankPos: number }[]> {
   const { Store } = await import('../../src/store/index.js');
   const store = await Store.open(join(out, 'semdedup.duckdb'));
   try {
-    const found = await store.rows('SELECT id, centroid, coalesce(probe_centroid, -1) AS probe, global_pos FROM clips');
-    return found.map((r) => ({ id: String(r.id), centroid: r.centroid as number, probe: r.probe as number, globalPos: r.global_pos as number }));
+    const found = await store.rows('SELECT id, centroid, coalesce(probe_centroid, -1) AS probe, global_pos, rank_pos FROM clips');
+    return found.map((r) => ({ id: String(r.id), centroid: r.centroid as number, probe: r.probe as number, globalPos: r.global_pos as number, rankPos: r.rank_pos as number }));
   } finally {
     store.close();
   }
 }
 
-void readFileSync;
+/**
+ * Brute-force pair recall: every unordered pair with cos >= 1 - eps touching a clip of `sample`
+ * (all clips when omitted), covered when the clips share a compared set.
+ */
+function bruteForceRecall(clips: Awaited<ReturnType<typeof readParquetRowsFromDb>>, eps: number, sample?: Set<string>) {
+  const x = new Map(rows.map((row) => [row.id, referenceNormalize(row.embedding)]));
+  let pairs = 0;
+  let covered = 0;
+  let same = 0;
+  for (let i = 0; i < clips.length; i++) {
+    for (let j = i + 1; j < clips.length; j++) {
+      const a = clips[i]!;
+      const b = clips[j]!;
+      if (sample && !sample.has(a.id) && !sample.has(b.id)) continue;
+      let dot = 0;
+      for (let t = 0; t < DIM; t++) dot += x.get(a.id)![t]! * x.get(b.id)![t]!;
+      if (Math.fround(dot) < 1 - eps) continue;
+      pairs++;
+      if (a.centroid === b.centroid) same++;
+      if (sharesSet(a.centroid, a.probe, b.centroid, b.probe)) covered++;
+    }
+  }
+  return { pairs, covered, same };
+}
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string }> {
+  let stdout = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  try {
+    return { code: await main(args), stdout };
+  } finally {
+    out.mockRestore();
+  }
+}
+
+describe('semdedup recall', () => {
+  // eps 0.05: loose enough that pairs straddle cluster boundaries in this overlapping data.
+  const EPS = 0.05;
+  const MARGIN = 0.1;
+
+  it('counts equal a brute-force count (all clips and a seeded sample), probe 2 recall >= probe 1, and the what-if predicts the probed run', async () => {
+    const inputs = await writeInputs(rows);
+    const one = await run({ eps: EPS }, 'one', inputs);
+    const two = await run({ eps: EPS, probe: 2, probeMargin: MARGIN }, 'two', inputs);
+    const results: RecallResult[] = [];
+    for (const r of [one, two]) {
+      const clips = await readParquetRowsFromDb(r.out);
+      const all = await measureRecall(r.out, { sample: 10_000, backend: 'js', margins: [0, MARGIN], logger: silentLogger() });
+      const want = bruteForceRecall(clips, EPS);
+      expect(all).toMatchObject({ rows: rows.length, sample: rows.length, eps: EPS, pairs: want.pairs, covered: want.covered, covered_same_cluster: want.same, missed: want.pairs - want.covered });
+      expect(all.recall).toBeCloseTo(want.covered / want.pairs, 12);
+      expect(all.what_if[0]).toMatchObject({ probe_margin: 0, probed_fraction: 0 });
+      expect(all.what_if[0]!.recall).toBeCloseTo(want.same / want.pairs, 12);
+      results.push(all);
+
+      // A seeded sample of 60: the picks are positions in (centroid, rank_pos) order.
+      const partial = await measureRecall(r.out, { sample: 60, seed: 3, backend: 'js', logger: silentLogger() });
+      const ordered = [...clips].sort((a, b) => a.centroid - b.centroid || a.rankPos - b.rankPos);
+      const sample = new Set(Array.from(sampleSortedIndices(clips.length, 60, createRng(3, 7)), (i) => ordered[i]!.id));
+      const wantPartial = bruteForceRecall(clips, EPS, sample);
+      expect(partial).toMatchObject({ sample: 60, seed: 3, pairs: wantPartial.pairs, covered: wantPartial.covered });
+    }
+    const [r1, r2] = results as [RecallResult, RecallResult];
+    expect(r1.pairs).toBe(r2.pairs);
+    expect(r1.recall).toBeLessThan(1); // the data has pairs across boundaries
+    expect(r2.recall).toBeGreaterThan(r1.recall);
+    expect(r2.covered_by_probe).toBeGreaterThan(0);
+    expect(r1.covered_by_probe).toBe(0);
+    // The probe 1 run's what-if at the margin the probe 2 run used is that run's recall.
+    expect(r1.what_if[1]!.recall).toBeCloseTo(r2.recall, 12);
+
+    // --input (normalized like the run) gives the same numbers as kmeans_results.
+    const fromInput = await measureRecall(one.out, { sample: 10_000, backend: 'js', input: [inputs.input], logger: silentLogger() });
+    expect(fromInput).toMatchObject({ source: 'input', pairs: r1.pairs, covered: r1.covered });
+  });
+
+  it('the cpu kernel finds the same pairs; CLI --json, summary.json and inspect (text, --json, HTML) show the result', async () => {
+    const r = await run({ eps: EPS, probe: 2, probeMargin: MARGIN });
+    const js = await measureRecall(r.out, { sample: 10_000, backend: 'js', logger: silentLogger() });
+    const { code, stdout } = await cli(['recall', '--output', r.out, '--sample', '10000', '--backend', 'cpu', '--json']);
+    expect(code).toBe(0);
+    const cpu = JSON.parse(stdout) as RecallResult;
+    expect(cpu.backend).toBe('cpu');
+    // float32 GEMM vs float64 sums: only pairs within 1e-6 of the threshold could differ; none here.
+    expect(cpu).toMatchObject({ pairs: js.pairs, covered: js.covered, recall: js.recall, probe: 2, probe_margin: MARGIN });
+    const summary = JSON.parse(readFileSync(join(r.out, 'summary.json'), 'utf8'));
+    expect(summary.recall).toMatchObject({ pairs: js.pairs, covered: js.covered, backend: 'cpu' });
+    expect(summary.probe).toMatchObject({ probe: 2, probe_margin: MARGIN });
+
+    const text = await cli(['inspect', '--output', r.out]);
+    expect(text.stdout).toContain(`pair recall (--probe 2 --probe-margin ${MARGIN}): ${(js.recall * 100).toFixed(2)}%`);
+    const json = JSON.parse((await cli(['inspect', '--output', r.out, '--json'])).stdout);
+    expect(json.recall).toMatchObject({ pairs: js.pairs, covered: js.covered });
+    expect(json.metadata_columns).toEqual(['duration_s', 'video']);
+    const reportPath = join(r.out, 'report.html');
+    await cli(['inspect', '--output', r.out, '--report', reportPath]);
+    const html = readFileSync(reportPath, 'utf8');
+    expect(html).toContain('id="recall"');
+    expect(html).toContain(`${(js.recall * 100).toFixed(2)}%`);
+  });
+});
