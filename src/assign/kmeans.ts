@@ -215,6 +215,7 @@ async function seedPlusPlus(
   const chosen = new Int32Array(k);
   const taken = new Set<number>();
   const minD2 = new Float32Array(n).fill(Infinity);
+  const rowNorms = new Float64Array(n);
   const mass = (i: number): number => (weights ? weights[i]! : 1) * minD2[i]!;
 
   let pick: number;
@@ -230,10 +231,16 @@ async function seedPlusPlus(
     taken.add(pick);
     if (step === k - 1) break;
     const centre = await source.readRows(Int32Array.of(pick));
+    let cc = 0;
+    for (let j = 0; j < dim; j++) cc += centre[j]! * centre[j]!;
+    // One centre at a time is a matrix-vector product: a tight JS loop beats a kernel call per
+    // chunk here (memory-bound, no GEMM to batch), and gives the same D² on every backend.
     await source.forEachChunk(async (chunk, first) => {
-      const { dist2 } = await kernel.nearestCentroid(chunk, centre, dim);
-      for (let r = 0; r < dist2.length; r++) {
-        const d = dist2[r]! > 0 ? dist2[r]! : 0;
+      const rows = chunk.length / dim;
+      if (step === 0) for (let r = 0; r < rows; r++) rowNorms[first + r] = dotRows(chunk, r * dim, chunk, r * dim, dim);
+      for (let r = 0; r < rows; r++) {
+        const d2 = rowNorms[first + r]! - 2 * dotRows(chunk, r * dim, centre, 0, dim) + cc;
+        const d = d2 > 0 ? d2 : 0;
         if (d < minD2[first + r]!) minD2[first + r] = d;
       }
     }, chunkRows);
@@ -245,6 +252,23 @@ async function seedPlusPlus(
     pick = total > 0 ? drawProportional(n, mass, total, rng) : pickFreeRow(n, taken, rng);
   }
   return chosen;
+}
+
+/** Dot product of a[ao..ao+dim) and b[bo..bo+dim), four accumulators (float64). */
+function dotRows(a: Float32Array, ao: number, b: Float32Array, bo: number, dim: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = 0;
+  for (; k + 3 < dim; k += 4) {
+    s0 += a[ao + k]! * b[bo + k]!;
+    s1 += a[ao + k + 1]! * b[bo + k + 1]!;
+    s2 += a[ao + k + 2]! * b[bo + k + 2]!;
+    s3 += a[ao + k + 3]! * b[bo + k + 3]!;
+  }
+  for (; k < dim; k++) s0 += a[ao + k]! * b[bo + k]!;
+  return s0 + s1 + s2 + s3;
 }
 
 /** Index i drawn with probability mass(i) / total (cumulative float64 sums in index order). */
