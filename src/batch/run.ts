@@ -157,10 +157,10 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
       kmeans: ctx.kmeans,
       input_files: ctx.files.length,
       timings: ctx.timings,
-      config,
+      config: configForSummary(config),
       ...(ctx.probe ? { probe: ctx.probe } : {}),
     };
-    await publish(stagingDir, outputDir, summary);
+    await publish(stagingDir, outputDir, summary, config.storageOptions);
     ok = true;
     return summary;
   } finally {

@@ -154,21 +154,12 @@ export function createS3Storage(options: StorageOptions = {}): S3Storage {
     },
 
     async listNames(folder: string): Promise<string[]> {
+      // From a full listing, not a Delimiter listing: some S3-compatible servers (s3rver) leave
+      // out the common prefix of a "folder" whose objects all lie deeper (kmeans_results/centroid=K/).
+      // Only output prefixes are listed this way, and semdedup's own layout is small.
       const { bucket, key } = parseS3Path(folder);
       const prefix = folderPrefix(key);
-      const names = new Set<string>();
-      let token: string | undefined;
-      do {
-        let page: ListObjectsV2CommandOutput;
-        try {
-          page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }));
-        } catch (cause) {
-          throw fail(cause, folder);
-        }
-        for (const c of page.CommonPrefixes ?? []) if (c.Prefix) names.add(c.Prefix.slice(prefix.length, -1));
-        for (const o of page.Contents ?? []) if (o.Key && o.Key !== prefix) names.add(o.Key.slice(prefix.length));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
+      const names = new Set((await listAll(bucket, prefix)).map((o) => o.key.slice(prefix.length).split('/')[0]!).filter((n) => n !== ''));
       return [...names].sort(compareStrings);
     },
 
