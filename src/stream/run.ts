@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { streamTopology } from '../../topologies/stream.js';
-import { loadCentroids } from '../assign/centroids.js';
+import { readCentroids } from '../assign/centroids.js';
 import { createKernel } from '../kernels/index.js';
 import type { Logger } from '../runtime/logging.js';
 import { createStreamMetrics, startMetricsServer } from '../runtime/metrics.js';
@@ -43,7 +43,8 @@ export interface StreamRunHooks {
 export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Promise<StreamSummary> {
   const logger = hooks.logger.child({ topology: 'stream' });
   const started = performance.now();
-  const { centroids, k, dim, path: centroidsPath } = loadCentroids(config.centroids);
+  // A .npy file, a run's output folder, or an s3:// object (AWS env chain).
+  const { centroids, k, dim, path: centroidsPath } = await readCentroids(config.centroids);
   const rankSpec: RankSpec = { whichToKeep: config.whichToKeep, distanceMetric: config.distanceMetric, ranking: config.ranking, seed: config.seed };
   const deadLetterTopic = config.deadLetterTopic ?? `${config.inputTopic}.dlq`;
   const maxBufferedRows = config.maxBufferedRows ?? 4 * config.flushMaxRows;
