@@ -125,23 +125,38 @@ export async function pairwiseProbedClusters(ctx: BatchContext, log: Logger): Pr
     ctx.progress.increment(set.rows.length);
   }
 
-  for (let k = 0; k < ctx.clusters; k++) {
-    if (ctx.clusterSizes[k] === 0) continue;
-    const cols = await ctx.store!.columns(`SELECT row, id, global_pos FROM clips WHERE centroid = ${k} ORDER BY rank_pos`);
-    const ids = (cols.id as unknown[]).map((v) => String(v));
-    const globalPos = Int32Array.from(cols.global_pos as number[]);
-    const score = new Float32Array(ids.length);
-    const maxIds = ids.map((id, j) => {
-      const v = best.verdict(cols.row![j] as number);
-      score[j] = v.score;
-      if (v.pos < 0) return id;
-      // Own clips are in global_pos order: a binary search finds a winner of the same cluster.
-      const at = lowerBound(globalPos, v.pos);
-      const winner = at < globalPos.length && globalPos[at] === v.pos ? ids[at] : foreignWinnerIds.get(v.pos);
-      invariant(winner !== undefined, `no id for the winner at global position ${v.pos} of clip ${id}`);
-      return winner;
-    });
-    await writePairwiseResults(ctx.stagingDir, k, ids, maxIds, score, { idType: ctx.idType, metadataTypes: ctx.metadataTypes });
+  // Pass 2 reads clusters in slabs of about PASS2_SLAB_ROWS clips (one range scan each: `clips`
+  // is stored by centroid), not one query per cluster.
+  for (let k0 = 0; k0 < ctx.clusters; ) {
+    let k1 = k0;
+    let slabRows = 0;
+    while (k1 < ctx.clusters && (slabRows === 0 || slabRows + ctx.clusterSizes[k1]! <= PASS2_SLAB_ROWS)) slabRows += ctx.clusterSizes[k1++]!;
+    const cols = await ctx.store!.columns(
+      `SELECT centroid, row, id, global_pos FROM clips WHERE centroid >= ${k0} AND centroid < ${k1} ORDER BY centroid, rank_pos`,
+    );
+    let at = 0;
+    for (let k = k0; k < k1; k++) {
+      const size = ctx.clusterSizes[k]!;
+      if (size === 0) continue;
+      invariant(cols.centroid![at] === k && cols.centroid![at + size - 1] === k, `pass 2: cluster ${k} is not where its size says`);
+      const rows = cols.row!.slice(at, at + size) as number[];
+      const ids = (cols.id!.slice(at, at + size) as unknown[]).map((v) => String(v));
+      const globalPos = Int32Array.from(cols.global_pos!.slice(at, at + size) as number[]);
+      at += size;
+      const score = new Float32Array(size);
+      const maxIds = ids.map((id, j) => {
+        const v = best.verdict(rows[j]!);
+        score[j] = v.score;
+        if (v.pos < 0) return id;
+        // Own clips are in global_pos order: a binary search finds a winner of the same cluster.
+        const w = lowerBound(globalPos, v.pos);
+        const winner = w < globalPos.length && globalPos[w] === v.pos ? ids[w] : foreignWinnerIds.get(v.pos);
+        invariant(winner !== undefined, `no id for the winner at global position ${v.pos} of clip ${id}`);
+        return winner;
+      });
+      await writePairwiseResults(ctx.stagingDir, k, ids, maxIds, score, { idType: ctx.idType, metadataTypes: ctx.metadataTypes });
+    }
+    k0 = k1;
   }
   ctx.progress.stop();
 
@@ -158,6 +173,9 @@ export async function pairwiseProbedClusters(ctx: BatchContext, log: Logger): Pr
   log.info({ ...stats, pairs: ctx.pairsCompared, backend: ctx.kernel.name }, 'probed pairwise done');
 }
 
+/** Clips per pass-2 query of `pairwiseProbedClusters`: ids and positions only, a few MB. */
+const PASS2_SLAB_ROWS = 65536;
+
 interface ComparedSet {
   readonly rows: Int32Array;
   readonly globalPos: Int32Array;
@@ -172,6 +190,8 @@ function mergeComparedSet(k: number, own: OwnClips | null, ownEmb: Float32Array,
   const a = own?.rows.length ?? 0;
   const b = incoming?.rows.length ?? 0;
   const n = a + b;
+  // Nothing probed in: the set is the cluster itself, no copy.
+  if (b === 0) return { rows: own!.rows, globalPos: own!.globalPos, ids: own!.ids, owner: new Int32Array(a).fill(k), embeddings: ownEmb };
   const set = {
     rows: new Int32Array(n),
     globalPos: new Int32Array(n),

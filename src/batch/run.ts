@@ -11,6 +11,7 @@ import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
 import { isRemotePath, joinPath, redactStorageOptions, storageFor, type StorageOptions } from '../storage/index.js';
 import { Store } from '../store/index.js';
+import type { RecallResult } from '../recall/index.js';
 import type { BatchContext, ProbeStats } from './context.js';
 
 export interface RunSummary {
@@ -28,7 +29,7 @@ export interface RunSummary {
   /** Only with --probe 2: probed clips, extra pairs and the pairwise time (see ProbeStats). */
   probe?: ProbeStats;
   /** Written by `semdedup recall` (see src/recall). */
-  recall?: unknown;
+  recall?: RecallResult;
 }
 
 /** Names semdedup writes into an output folder; only these are cleared or published. */

@@ -19,6 +19,8 @@ const RUN = 16;
 export interface IdenticalRowIndex {
   /** The lowest row index whose bits equal row `index`'s (itself when none is earlier). */
   firstIdentical(index: number): number;
+  /** Of the rows whose bits equal row `index`'s (itself included), the one with the lowest `key`. */
+  lowestIdentical(index: number, key: Int32Array): number;
 }
 
 /** Build the index over `rows` (count × dim float32, row-major). */
@@ -65,6 +67,13 @@ export function indexIdenticalRows(rows: Float32Array, count: number, dim: numbe
       }
       return index;
     },
+    lowestIdentical(index, key) {
+      let best = index;
+      for (let r = headOf[index]!; r !== -1; r = next[r]!) {
+        if (r !== index && key[r]! < key[best]! && sameRow(r, index)) best = r;
+      }
+      return best;
+    },
   };
 }
 
@@ -76,5 +85,20 @@ export function preferFirstIdentical(index: Int32Array, rows: Float32Array, coun
     if (winner <= 0) continue; // -1 (none) or already the first row
     rowIndex ??= indexIdenticalRows(rows, count, dim);
     index[q] = rowIndex.firstIdentical(winner);
+  }
+}
+
+/**
+ * As `preferFirstIdentical` for rows stored in any order: each winner is replaced by the identical
+ * row ranked first (lowest `rank`). An identical row ranks before the winner or is the winner, so
+ * it is still ranked before the query the winner was found for.
+ */
+export function preferFirstRankedIdentical(index: Int32Array, rows: Float32Array, count: number, dim: number, rank: Int32Array): void {
+  let rowIndex: IdenticalRowIndex | undefined;
+  for (let q = 0; q < index.length; q++) {
+    const winner = index[q]!;
+    if (winner < 0) continue;
+    rowIndex ??= indexIdenticalRows(rows, count, dim);
+    index[q] = rowIndex.lowestIdentical(winner, rank);
   }
 }

@@ -30,6 +30,25 @@ export interface NearestCentroidResult {
   readonly dist2: Float32Array;
 }
 
+export interface CrossRankedMaxInput {
+  /** m × dim rows of new clips, in rank order. */
+  readonly queries: Float32Array;
+  /** Rank position of each query, strictly ascending. */
+  readonly queryPos: Int32Array;
+  /** n × dim rows of a whole cluster, queries included, in any order (a cluster stores rows as they arrive). */
+  readonly rows: Float32Array;
+  /** Rank position of each row, all distinct; a query's own row has the query's position. */
+  readonly rowPos: Int32Array;
+  readonly dim: number;
+}
+
+export interface CrossRankedMaxResult {
+  /** Per query: max over rows ranked before it, and the first-ranked row reaching it (its index in `rows`; -inf / -1: none). */
+  readonly forQueries: RankedMaxResult;
+  /** Per row: max over queries ranked before it, and the first such query (-inf / -1: none). */
+  readonly forRows: RankedMaxResult;
+}
+
 /** Pairs whose similarity reaches a threshold, sorted by query row, then candidate row. */
 export interface PairsAboveResult {
   /** Row of `queries` of each pair. */
@@ -51,6 +70,13 @@ export interface SimilarityKernel {
    * (new clips against a cluster's state, both directions).
    */
   rankedMax(input: RankedMaxInput): Promise<RankedMaxResult>;
+  /**
+   * Optional (streaming flush): both directions of a flush from one product of the new clips with
+   * the cluster's rows — each new clip against the rows ranked before it, and each row against the
+   * new clips ranked before it — so every (new, old) pair is computed once, not once per
+   * direction. Without it, callers make the two `rankedMax` calls.
+   */
+  crossRankedMax?(input: CrossRankedMaxInput): Promise<CrossRankedMaxResult>;
   /** Nearest centroid of each of the n rows of x (n × dim) among k centroids (k × dim). */
   nearestCentroid(x: Float32Array, centroids: Float32Array, dim: number): Promise<NearestCentroidResult>;
   /**

@@ -181,16 +181,15 @@ export async function measureRecall(outputDir: string, options: RecallOptions): 
 
     // Pass 2: every clip against the sample. Partners (clips outside the sample) get an index
     // after the sampled ones; their facts are looked up afterwards.
-    const pairA: number[] = [];
-    const pairB: number[] = [];
+    const pairs = new IndexPairs();
     const bothSampled = new Set<number>();
     const partnerSecond = new Map<string, { c1: number; l1: number; c2: number; l2: number }>();
     await forEachClip(async (batchIds, embeddings) => {
-      const found = await similarityPairsAbove(kernel!, queries, embeddings, dim, threshold);
+      const hits = await similarityPairsAbove(kernel!, queries, embeddings, dim, threshold);
       const newPartners: number[] = [];
-      for (let t = 0; t < found.query.length; t++) {
-        const q = found.query[t]!;
-        const id = batchIds[found.candidate[t]!]!;
+      for (let t = 0; t < hits.query.length; t++) {
+        const q = hits.query[t]!;
+        const id = batchIds[hits.candidate[t]!]!;
         let other = index.get(id);
         if (other === q) continue;
         if (other !== undefined && other < m) {
@@ -202,10 +201,9 @@ export async function measureRecall(outputDir: string, options: RecallOptions): 
           other = ids.length;
           ids.push(id);
           index.set(id, other);
-          newPartners.push(found.candidate[t]!);
+          newPartners.push(hits.candidate[t]!);
         }
-        pairA.push(q);
-        pairB.push(other);
+        pairs.push(q, other);
       }
       if (newPartners.length > 0) {
         const rowsOf = Int32Array.from(new Set(newPartners));
@@ -222,23 +220,23 @@ export async function measureRecall(outputDir: string, options: RecallOptions): 
 
     let sameCluster = 0;
     let covered = 0;
-    for (let p = 0; p < pairA.length; p++) {
-      const a = facts[pairA[p]!]!;
-      const b = facts[pairB[p]!]!;
+    pairs.forEach((i, j) => {
+      const a = facts[i]!;
+      const b = facts[j]!;
       if (a.centroid === b.centroid) sameCluster++;
       if (sharesComparedSet(a.centroid, a.probe, b.centroid, b.probe)) covered++;
-    }
-    const pairs = pairA.length;
+    });
+    const pairCount = pairs.length;
     let singleProbePairs = 0;
     for (const n of clusterSize.values()) singleProbePairs += (n * (n - 1)) / 2;
     const whatIf = margins.map((margin): RecallWhatIf => {
       const probeOf = (f: ClipFacts) => (f.second >= 0 && f.secondL2 - f.l2 < margin ? f.second : -1);
       let hit = 0;
-      for (let p = 0; p < pairs; p++) {
-        const a = facts[pairA[p]!]!;
-        const b = facts[pairB[p]!]!;
+      pairs.forEach((i, j) => {
+        const a = facts[i]!;
+        const b = facts[j]!;
         if (sharesComparedSet(a.centroid, probeOf(a), b.centroid, probeOf(b))) hit++;
-      }
+      });
       let probed = 0;
       let extra = 0;
       for (let i = 0; i < m; i++) {
@@ -249,7 +247,7 @@ export async function measureRecall(outputDir: string, options: RecallOptions): 
       }
       return {
         probe_margin: margin,
-        recall: pairs > 0 ? hit / pairs : 1,
+        recall: pairCount > 0 ? hit / pairCount : 1,
         probed_fraction: probed / m,
         est_pairs_ratio: round(singleProbePairs > 0 ? 1 + (extra * (rows / m)) / singleProbePairs : 1, 4),
       };
@@ -265,21 +263,46 @@ export async function measureRecall(outputDir: string, options: RecallOptions): 
       backend: kernel.name,
       probe,
       probe_margin: probeMargin,
-      pairs,
+      pairs: pairCount,
       covered,
       covered_same_cluster: sameCluster,
       covered_by_probe: covered - sameCluster,
-      missed: pairs - covered,
-      recall: pairs > 0 ? covered / pairs : 1,
+      missed: pairCount - covered,
+      recall: pairCount > 0 ? covered / pairCount : 1,
       what_if: whatIf,
       seconds: round((performance.now() - started) / 1000, 3),
     };
     await writeSummary(summaryPath, { ...summary, recall: result });
-    log.info({ eps, sample: m, pairs, covered, recall: result.recall, seconds: result.seconds }, 'pair recall measured');
+    log.info({ eps, sample: m, pairs: pairCount, covered, recall: result.recall, seconds: result.seconds }, 'pair recall measured');
     return result;
   } finally {
     store.close();
     await kernel?.close();
+  }
+}
+
+/** Pairs of clip indices, 8 bytes a pair: dense data can have millions of pairs above eps. */
+class IndexPairs {
+  #a = new Int32Array(4096);
+  #b = new Int32Array(4096);
+  length = 0;
+
+  push(a: number, b: number): void {
+    if (this.length === this.#a.length) {
+      const a2 = new Int32Array(this.length * 2);
+      const b2 = new Int32Array(this.length * 2);
+      a2.set(this.#a);
+      b2.set(this.#b);
+      this.#a = a2;
+      this.#b = b2;
+    }
+    this.#a[this.length] = a;
+    this.#b[this.length] = b;
+    this.length++;
+  }
+
+  forEach(fn: (a: number, b: number) => void): void {
+    for (let p = 0; p < this.length; p++) fn(this.#a[p]!, this.#b[p]!);
   }
 }
 

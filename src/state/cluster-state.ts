@@ -16,9 +16,9 @@ export interface Verdict {
   readonly centroid: number;
 }
 
-/** Persistable form of one member (embedding as little-endian float32 bytes). */
 const sameVerdict = (a: Verdict, b: Verdict) => a.maxId === b.maxId && a.score === b.score;
 
+/** Persistable form of one member (embedding as little-endian float32 bytes). */
 export interface MemberRecord {
   readonly rank: RankFields;
   readonly embedding: Float32Array;
@@ -29,21 +29,60 @@ export interface MemberRecord {
 }
 
 /**
+ * What changed in the states since the last checkpoint, column-wise, for the store: members not
+ * stored yet (written whole) and stored members whose raw max rose (only that is rewritten).
+ * Embeddings are views into the cluster matrices: valid until the next flush.
+ */
+export class MemberChanges {
+  readonly newCentroid: number[] = [];
+  readonly newRanks: RankFields[] = [];
+  readonly newEmbeddings: Float32Array[] = [];
+  readonly newRawScore: number[] = [];
+  readonly newRawMaxId: (string | null)[] = [];
+  readonly raisedIds: string[] = [];
+  readonly raisedRawScore: number[] = [];
+  readonly raisedRawMaxId: (string | null)[] = [];
+
+  get size(): number {
+    return this.newRanks.length + this.raisedIds.length;
+  }
+}
+
+/** Scores this close may be one product computed twice (GEMM rounding): then rows are compared. */
+const IDENTICAL_SLACK = 1e-6;
+
+/** Per-member flags. */
+const STORED = 1; // in the store: a change only rewrites its raw max
+const DIRTY = 2; // changed since the last checkpoint
+
+/**
  * One cluster's ranked state for incremental dedup ("Why streaming can be exact"): members kept
  * in rank order with their raw max similarity over members ranked before them. Adding clips
  * only adds candidates, so each member's raw max can only rise, and after any arrival order the
  * state equals the batch result on the same clips.
+ *
+ * Members live in slots, in arrival order, and never move: embeddings, rank fields and raw
+ * maxima are per slot (a raw argmax is a slot, so it never needs renumbering), and the rank order
+ * is a permutation of slots. A flush appends the new clips' slots and merges them into the
+ * permutation in place from the end, so it moves 4 bytes per member rather than its embedding.
+ * Arrays keep spare capacity (doubling), so appends copy each row about once on average.
  */
 export class ClusterState {
   readonly centroid: number;
   readonly dim: number;
   #spec: RankSpec;
   #idType: IdType;
+  #size = 0;
+  /** Per slot. */
   #ranks: RankFields[] = [];
   #emb: Float32Array;
-  #rawScore = new Float64Array(0);
-  /** Position (index into the rank order) of the raw argmax, -1 when none. */
-  #rawMax = new Int32Array(0);
+  #rawScore: Float64Array;
+  /** Slot of the raw argmax, -1 when none. */
+  #rawMax: Int32Array;
+  #flags: Uint8Array;
+  /** Rank position → slot. */
+  #order: Int32Array;
+  #dirty = 0;
 
   constructor(centroid: number, dim: number, spec: RankSpec, idType: IdType) {
     this.centroid = centroid;
@@ -51,132 +90,265 @@ export class ClusterState {
     this.#spec = spec;
     this.#idType = idType;
     this.#emb = new Float32Array(0);
+    this.#rawScore = new Float64Array(0);
+    this.#rawMax = new Int32Array(0);
+    this.#flags = new Uint8Array(0);
+    this.#order = new Int32Array(0);
   }
 
   get size(): number {
-    return this.#ranks.length;
+    return this.#size;
   }
 
-  /** Restore from persisted members (any order). */
+  /** Members changed since the last `takeChanges`. */
+  get dirtyCount(): number {
+    return this.#dirty;
+  }
+
+  /** Restore from persisted members (any order); they count as stored. */
   static restore(centroid: number, dim: number, spec: RankSpec, idType: IdType, members: readonly MemberRecord[]): ClusterState {
     const state = new ClusterState(centroid, dim, spec, idType);
     const sorted = [...members].sort((a, b) => compareRankKeys(a.rank, b.rank, spec, idType));
-    state.#ranks = sorted.map((m) => m.rank);
-    state.#emb = new Float32Array(sorted.length * dim);
-    sorted.forEach((m, i) => state.#emb.set(m.embedding, i * dim));
-    const pos = new Map(sorted.map((m, i) => [m.rank.id, i]));
-    state.#rawScore = Float64Array.from(sorted, (m) => m.rawScore);
-    state.#rawMax = Int32Array.from(sorted, (m) => (m.rawMaxId === null ? -1 : pos.get(m.rawMaxId) ?? -1));
+    const n = sorted.length;
+    state.#reserve(n);
+    const slotOf = new Map(sorted.map((m, i) => [m.rank.id, i]));
+    sorted.forEach((m, i) => {
+      state.#ranks[i] = m.rank;
+      state.#emb.set(m.embedding, i * dim);
+      state.#rawScore[i] = m.rawScore;
+      state.#rawMax[i] = m.rawMaxId === null ? -1 : slotOf.get(m.rawMaxId) ?? -1;
+      state.#order[i] = i;
+    });
+    state.#flags.fill(STORED, 0, n);
+    state.#size = n;
     return state;
   }
 
+  /** Every member in rank order (embeddings copied). */
   members(): MemberRecord[] {
-    return this.#ranks.map((rank, i) => ({
-      rank,
-      embedding: this.#emb.slice(i * this.dim, (i + 1) * this.dim),
-      rawScore: this.#rawScore[i]!,
-      rawMaxId: this.#rawMax[i]! < 0 ? null : this.#ranks[this.#rawMax[i]!]!.id,
-    }));
+    const out: MemberRecord[] = new Array(this.#size);
+    for (let p = 0; p < this.#size; p++) {
+      const s = this.#order[p]!;
+      const at = this.#rawMax[s]!;
+      out[p] = {
+        rank: this.#ranks[s]!,
+        embedding: this.#emb.slice(s * this.dim, (s + 1) * this.dim),
+        rawScore: this.#rawScore[s]!,
+        rawMaxId: at < 0 ? null : this.#ranks[at]!.id,
+      };
+    }
+    return out;
   }
 
-  verdictAt(i: number): Verdict {
-    return this.#verdictOf(i, this.#rawScore[i]!, this.#rawMax[i]!);
+  /** The verdict of the member at rank position `p`. */
+  verdictAt(p: number): Verdict {
+    const s = this.#order[p]!;
+    return this.#verdictOf(s, this.#rawScore[s]!, this.#rawMax[s]!);
   }
 
   /** NeMo's rule on a raw max: nothing positive before → score 0 and the clip itself. */
-  #verdictOf(i: number, raw: number, at: number): Verdict {
-    const id = this.#ranks[i]!.id;
+  #verdictOf(slot: number, raw: number, at: number): Verdict {
+    const id = this.#ranks[slot]!.id;
     if (at < 0 || raw < 0) return { id, maxId: id, score: 0, centroid: this.centroid };
     return { id, maxId: this.#ranks[at]!.id, score: raw, centroid: this.centroid };
   }
 
+  /** Every verdict, in rank order. */
   verdicts(): Verdict[] {
-    return this.#ranks.map((_, i) => this.verdictAt(i));
+    const out: Verdict[] = new Array(this.#size);
+    for (let p = 0; p < this.#size; p++) out[p] = this.verdictAt(p);
+    return out;
+  }
+
+  /**
+   * Append the members changed since the last call to `out` and mark them clean and stored.
+   * Call it only once the caller will persist them (a failed persist ends the process, and the
+   * next run restores from the store).
+   */
+  takeChanges(out: MemberChanges): void {
+    if (this.#dirty === 0) return;
+    const { dim } = this;
+    const flags = this.#flags;
+    for (let s = 0; s < this.#size; s++) {
+      const f = flags[s]!;
+      if (!(f & DIRTY)) continue;
+      const at = this.#rawMax[s]!;
+      const rawMaxId = at < 0 ? null : this.#ranks[at]!.id;
+      if (f & STORED) {
+        out.raisedIds.push(this.#ranks[s]!.id);
+        out.raisedRawScore.push(this.#rawScore[s]!);
+        out.raisedRawMaxId.push(rawMaxId);
+      } else {
+        out.newCentroid.push(this.centroid);
+        out.newRanks.push(this.#ranks[s]!);
+        out.newEmbeddings.push(this.#emb.subarray(s * dim, (s + 1) * dim));
+        out.newRawScore.push(this.#rawScore[s]!);
+        out.newRawMaxId.push(rawMaxId);
+      }
+      flags[s] = STORED;
+    }
+    this.#dirty = 0;
+  }
+
+  /** Whether the embeddings in slots `a` and `b` have the same bits. */
+  #sameRow(a: number, b: number): boolean {
+    const { dim } = this;
+    const bits = new Int32Array(this.#emb.buffer, this.#emb.byteOffset, this.#size * dim);
+    for (let k = 0; k < dim; k++) if (bits[a * dim + k] !== bits[b * dim + k]) return false;
+    return true;
+  }
+
+  /** Room for `n` members: capacity doubles, so appends copy each row about once on average. */
+  #reserve(n: number): void {
+    const cap = this.#rawScore.length;
+    if (n <= cap) return;
+    const next = Math.max(n, cap * 2, 64);
+    const { dim } = this;
+    const size = this.#size;
+    const grow = <T extends Float32Array | Float64Array | Int32Array | Uint8Array>(old: T, make: (len: number) => T, per: number): T => {
+      const a = make(next * per);
+      a.set(old.subarray(0, size * per));
+      return a;
+    };
+    this.#emb = grow(this.#emb, (l) => new Float32Array(l), dim);
+    this.#rawScore = grow(this.#rawScore, (l) => new Float64Array(l), 1);
+    this.#rawMax = grow(this.#rawMax, (l) => new Int32Array(l), 1);
+    this.#flags = grow(this.#flags, (l) => new Uint8Array(l), 1);
+    this.#order = grow(this.#order, (l) => new Int32Array(l), 1);
   }
 
   /**
    * Add a block of new clips: score each against every member ranked before it (old and new),
    * and raise the score of old members ranked after some new clip. Returns the verdicts that
-   * changed (new clips included) and the members whose stored fields changed.
+   * changed (new clips included); changed members are marked for the next `takeChanges`.
    */
-  async addClips(clips: readonly IncomingClip[], kernel: SimilarityKernel): Promise<{ changed: Verdict[]; touched: MemberRecord[] }> {
-    if (clips.length === 0) return { changed: [], touched: [] };
+  async addClips(clips: readonly IncomingClip[], kernel: SimilarityKernel): Promise<{ changed: Verdict[] }> {
+    const m = clips.length;
+    if (m === 0) return { changed: [] };
     const { dim } = this;
-    const cmp = (a: RankFields, b: RankFields) => compareRankKeys(a, b, this.#spec, this.#idType);
+    const spec = this.#spec;
+    const idType = this.#idType;
+    const cmp = (a: RankFields, b: RankFields) => compareRankKeys(a, b, spec, idType);
     const incoming = [...clips].sort((a, b) => cmp(a.rank, b.rank));
-    const oldN = this.#ranks.length;
-    const n = oldN + incoming.length;
-    // Merge old members and new clips into one rank order.
-    const ranks: RankFields[] = new Array(n);
-    const emb = new Float32Array(n * dim);
-    const isNew = new Uint8Array(n);
-    const oldToNew = new Int32Array(oldN);
-    const newPos = new Int32Array(incoming.length);
-    for (let i = 0, j = 0, p = 0; p < n; p++) {
-      if (j < incoming.length && (i >= oldN || cmp(incoming[j]!.rank, this.#ranks[i]!) < 0)) {
-        ranks[p] = incoming[j]!.rank;
-        emb.set(incoming[j]!.embedding, p * dim);
-        isNew[p] = 1;
-        newPos[j++] = p;
-      } else {
-        ranks[p] = this.#ranks[i]!;
-        emb.set(this.#emb.subarray(i * dim, (i + 1) * dim), p * dim);
-        oldToNew[i++] = p;
+    const oldN = this.#size;
+    const n = oldN + m;
+    this.#reserve(n);
+    const ranks = this.#ranks;
+    const emb = this.#emb;
+    const rawScore = this.#rawScore;
+    const rawMax = this.#rawMax;
+    const flags = this.#flags;
+    const order = this.#order;
+
+    // Where each new clip lands: old members ranked before it (binary search; `incoming` is
+    // sorted, so the searches only move forward) plus the new clips before it.
+    const newPos = new Int32Array(m);
+    for (let j = 0, lo = 0; j < m; j++) {
+      const key = incoming[j]!.rank;
+      let hi = oldN;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cmp(ranks[order[mid]!]!, key) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      newPos[j] = lo + j;
+    }
+    const firstNew = newPos[0]!;
+    const lastNew = newPos[m - 1]!;
+
+    // New clips take slots oldN + j (in rank order, so they are the queries as they lie).
+    for (let j = 0; j < m; j++) {
+      const s = oldN + j;
+      const c = incoming[j]!;
+      ranks[s] = c.rank;
+      emb.set(c.embedding, s * dim);
+      rawScore[s] = -Infinity;
+      rawMax[s] = -1;
+      flags[s] = DIRTY; // new: not stored yet
+    }
+    // Merge into the rank order in place from the end: the old run after new clip j moves up by j + 1.
+    let end = oldN;
+    for (let j = m - 1; j >= 0; j--) {
+      const start = newPos[j]! - j;
+      if (end > start) order.copyWithin(start + j + 1, start, end);
+      order[newPos[j]!] = oldN + j;
+      end = start;
+    }
+    this.#size = n;
+    const posOf = new Int32Array(n);
+    for (let p = 0; p < n; p++) posOf[order[p]!] = p;
+
+    // New clips against everything ranked before them, and old members ranked after some new clip
+    // against the new clips before them (they may gain a candidate).
+    const queries = emb.subarray(oldN * dim, n * dim);
+    /** Per new clip: max over members ranked before it, and the slot of the first reaching it. */
+    let newScore: Float32Array;
+    let newAt: Int32Array;
+    /** Per slot: max over the new clips ranked before it, and which new clip (-1: none). */
+    let rowScore: Float32Array | null = null;
+    let rowHit: Int32Array | null = null;
+    if (kernel.crossRankedMax) {
+      const both = await kernel.crossRankedMax({ queries, queryPos: newPos, rows: emb.subarray(0, n * dim), rowPos: posOf, dim });
+      newScore = both.forQueries.score;
+      newAt = both.forQueries.index;
+      rowScore = both.forRows.score;
+      rowHit = both.forRows.index;
+    } else {
+      // Two rankedMax calls over the rows gathered in rank order (a copy; backends without the
+      // one-product path).
+      const ranked = new Float32Array(n * dim);
+      for (let p = 0; p < n; p++) ranked.set(emb.subarray(order[p]! * dim, (order[p]! + 1) * dim), p * dim);
+      const iota = Int32Array.from({ length: n }, (_, i) => i);
+      const forNew = await kernel.rankedMax({ queries, queryPos: newPos, candidates: ranked.subarray(0, lastNew * dim), candidatePos: iota.subarray(0, lastNew), dim });
+      newScore = forNew.score;
+      newAt = forNew.index.map((p) => (p < 0 ? -1 : order[p]!));
+      const from = firstNew + 1;
+      if (from < n) {
+        const forRows = await kernel.rankedMax({ queries: ranked.subarray(from * dim, n * dim), queryPos: iota.subarray(from, n), candidates: queries, candidatePos: newPos, dim });
+        rowScore = new Float32Array(n).fill(-Infinity);
+        rowHit = new Int32Array(n).fill(-1);
+        for (let p = from; p < n; p++) {
+          rowScore[order[p]!] = forRows.score[p - from]!;
+          rowHit[order[p]!] = forRows.index[p - from]!;
+        }
       }
     }
-    const rawScore = new Float64Array(n).fill(-Infinity);
-    const rawMax = new Int32Array(n).fill(-1);
-    for (let i = 0; i < oldN; i++) {
-      rawScore[oldToNew[i]!] = this.#rawScore[i]!;
-      rawMax[oldToNew[i]!] = this.#rawMax[i]! < 0 ? -1 : oldToNew[this.#rawMax[i]!]!;
-    }
-    const oldRawScore = rawScore.slice();
-    const oldRawMax = rawMax.slice();
-
-    // New clips against everything ranked before them (candidates up to the last new clip).
-    const lastNew = newPos[newPos.length - 1]!;
-    const queries = new Float32Array(incoming.length * dim);
-    incoming.forEach((c, j) => queries.set(c.embedding, j * dim));
-    const allPos = new Int32Array(lastNew);
-    for (let p = 0; p < lastNew; p++) allPos[p] = p;
-    const forNew = await kernel.rankedMax({ queries, queryPos: newPos, candidates: emb.subarray(0, lastNew * dim), candidatePos: allPos, dim });
-    for (let j = 0; j < incoming.length; j++) {
-      rawScore[newPos[j]!] = forNew.score[j]!;
-      rawMax[newPos[j]!] = forNew.index[j]!;
-    }
-    // Old members ranked after the first new clip may gain a new candidate.
-    const firstNew = newPos[0]!;
-    const affected: number[] = [];
-    for (let p = firstNew + 1; p < n; p++) if (!isNew[p]) affected.push(p);
-    if (affected.length > 0) {
-      const q = new Float32Array(affected.length * dim);
-      affected.forEach((p, k) => q.set(emb.subarray(p * dim, (p + 1) * dim), k * dim));
-      const forOld = await kernel.rankedMax({ queries: q, queryPos: Int32Array.from(affected), candidates: queries, candidatePos: newPos, dim });
-      affected.forEach((p, k) => {
-        const s = forOld.score[k]!;
-        const at = forOld.index[k]! < 0 ? -1 : newPos[forOld.index[k]!]!;
-        if (at < 0) return;
-        // Higher wins; on an exact tie the first-ranked candidate wins (NeMo's argmax).
-        if (s > rawScore[p]! || (s === rawScore[p]! && (rawMax[p]! < 0 || at < rawMax[p]!))) {
-          rawScore[p] = s;
-          rawMax[p] = at;
-        }
-      });
-    }
-    this.#ranks = ranks;
-    this.#emb = emb;
-    this.#rawScore = rawScore;
-    this.#rawMax = rawMax;
     const changed: Verdict[] = [];
-    const touched: MemberRecord[] = [];
-    for (let p = 0; p < n; p++) {
-      // A member's verdict can only change when its raw max did (or when it is new).
-      if (!isNew[p] && rawScore[p] === oldRawScore[p] && rawMax[p] === oldRawMax[p]) continue;
-      const v = this.verdictAt(p);
-      if (isNew[p] || !sameVerdict(v, this.#verdictOf(p, oldRawScore[p]!, oldRawMax[p]!))) changed.push(v);
-      // Views, not copies: the store only reads them before the next flush replaces `emb`.
-      touched.push({ rank: ranks[p]!, embedding: emb.subarray(p * dim, (p + 1) * dim), rawScore: rawScore[p]!, rawMaxId: rawMax[p]! < 0 ? null : ranks[rawMax[p]!]!.id });
+    for (let j = 0; j < m; j++) {
+      const s = oldN + j;
+      rawScore[s] = newScore[j]!;
+      rawMax[s] = newAt[j]!;
+      changed.push(this.#verdictOf(s, rawScore[s]!, rawMax[s]!));
     }
-    return { changed, touched };
+    if (rowScore && rowHit) {
+      for (let s = 0; s < oldN; s++) {
+        const hit = rowHit[s]!;
+        if (hit < 0) continue;
+        let score = rowScore[s]!;
+        const at = oldN + hit;
+        const oldScore = rawScore[s]!;
+        const oldAt = rawMax[s]!;
+        if (oldAt >= 0 && Math.abs(score - oldScore) <= IDENTICAL_SLACK && this.#sameRow(at, oldAt)) {
+          // A copy of the current argmax: the products are equal, only the GEMM's last bit may
+          // differ between this flush and the one that found it. The first-ranked copy wins.
+          if (posOf[at]! > posOf[oldAt]!) continue;
+          score = oldScore;
+        } else if (!(score > oldScore || (score === oldScore && (oldAt < 0 || posOf[at]! < posOf[oldAt]!)))) {
+          // Higher wins; on an exact tie the first-ranked candidate wins (NeMo's argmax).
+          continue;
+        }
+        const before = this.#verdictOf(s, oldScore, oldAt);
+        rawScore[s] = score;
+        rawMax[s] = at;
+        if (!(flags[s]! & DIRTY)) {
+          flags[s] = flags[s]! | DIRTY;
+          this.#dirty++;
+        }
+        const v = this.#verdictOf(s, score, at);
+        if (!sameVerdict(v, before)) changed.push(v);
+      }
+    }
+    this.#dirty += m;
+    return { changed };
   }
 }

@@ -3,7 +3,7 @@ import type { SimilarityKernel } from '../kernels/types.js';
 import { rankHash, type RankFields } from '../rank/index.js';
 import type { ClipBatch, IdType, MetadataValue, RankSpec } from '../shared/types.js';
 import type { SourcePosition, StateStore, StoredMember } from '../store/state-store.js';
-import { ClusterState, type IncomingClip, type Verdict } from './cluster-state.js';
+import { ClusterState, MemberChanges, type IncomingClip, type Verdict } from './cluster-state.js';
 
 export interface DedupEngineOptions {
   /** k × dim centroids (NeMo kmeans_centroids.npy). */
@@ -18,6 +18,14 @@ export interface DedupEngineOptions {
   readonly flushMaxRows: number;
   /** Metadata columns kept for ranking and outputs. */
   readonly metadataFields: readonly string[];
+}
+
+/** A checkpoint's share of the engine's changes (see `DedupEngine.prepareCheckpoint`). */
+export interface PreparedCheckpoint {
+  readonly changes: MemberChanges;
+  readonly positions: readonly SourcePosition[];
+  /** Duplicate verdicts that changed since the previous checkpoint. */
+  readonly verdicts: Verdict[];
 }
 
 /**
@@ -36,7 +44,6 @@ export class DedupEngine {
   readonly #buffers: IncomingClip[][];
   #buffered = 0;
   readonly #pendingVerdicts = new Map<string, Verdict>();
-  readonly #pendingMembers = new Map<string, StoredMember>();
   readonly #positions = new Map<string, SourcePosition>();
   /** Flush latency of the last kernel passes, for metrics. */
   lastFlushMs = 0;
@@ -101,7 +108,8 @@ export class DedupEngine {
         metadata,
       };
       const c = a.centroid[i]!;
-      this.#buffers[c]!.push({ rank, embedding: batch.embeddings.slice(i * dim, (i + 1) * dim) });
+      // A view: the batch's array is not reused, and the flush copies rows into the cluster.
+      this.#buffers[c]!.push({ rank, embedding: batch.embeddings.subarray(i * dim, (i + 1) * dim) });
       this.knownIds.add(id);
       if (this.#buffers[c]!.length >= this.options.flushMaxRows) full.add(c);
     }
@@ -116,11 +124,10 @@ export class DedupEngine {
     this.#buffers[c] = [];
     this.#buffered -= clips.length;
     const started = performance.now();
-    const { changed, touched } = await this.clusters[c]!.addClips(clips, this.options.kernel);
+    const { changed } = await this.clusters[c]!.addClips(clips, this.options.kernel);
     this.lastFlushMs = performance.now() - started;
     const threshold = 1 - this.options.eps;
     for (const v of changed) if (v.score >= threshold) this.#pendingVerdicts.set(v.id, v);
-    for (const m of touched) this.#pendingMembers.set(m.rank.id, { ...m, centroid: c });
   }
 
   /** Flush every buffer through the kernel. */
@@ -129,16 +136,34 @@ export class DedupEngine {
   }
 
   /**
-   * Flush everything, persist touched members and positions in one transaction, and return the
+   * Flush everything, persist changed members and positions in one transaction, and return the
    * duplicate verdicts that changed since the last checkpoint (publish them, then commit offsets).
    */
   async checkpoint(): Promise<Verdict[]> {
+    const prepared = await this.prepareCheckpoint();
+    await this.persist(prepared);
+    return prepared.verdicts;
+  }
+
+  /**
+   * The first half of `checkpoint`: flush every buffer through the kernel and take what changed
+   * (members, positions as of now, verdicts). What it returns is this checkpoint's own: clips
+   * added afterwards go to the next one, so `persist` may run while they arrive. Taken members
+   * count as stored; if `persist` fails the process stops and the next run restores from what the
+   * store holds.
+   */
+  async prepareCheckpoint(): Promise<PreparedCheckpoint> {
     await this.flushAll();
-    if (this.#store) await this.#store.checkpoint([...this.#pendingMembers.values()], [...this.#positions.values()]);
-    this.#pendingMembers.clear();
+    const changes = new MemberChanges();
+    for (const state of this.clusters) state.takeChanges(changes);
     const verdicts = [...this.#pendingVerdicts.values()];
     this.#pendingVerdicts.clear();
-    return verdicts;
+    return { changes, positions: [...this.#positions.values()], verdicts };
+  }
+
+  /** The second half: members and positions of a prepared checkpoint in one transaction. */
+  async persist(prepared: PreparedCheckpoint): Promise<void> {
+    if (this.#store) await this.#store.checkpoint(prepared.changes, prepared.positions);
   }
 
   /** Current verdict of every clip in state (flushed clips only), cluster by cluster in rank order. */

@@ -8,18 +8,38 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 export class Store {
   readonly #instance: DuckDBInstance;
   readonly connection: DuckDBConnection;
+  /** The catalog holding the file's tables when attached (appenders name it), else null. */
+  readonly catalog: string | null;
 
-  private constructor(instance: DuckDBInstance, connection: DuckDBConnection) {
+  private constructor(instance: DuckDBInstance, connection: DuckDBConnection, catalog: string | null = null) {
     this.#instance = instance;
     this.connection = connection;
+    this.catalog = catalog;
   }
 
-  static async open(path: string, options: { threads?: number; memoryLimit?: string } = {}): Promise<Store> {
-    const instance = await DuckDBInstance.create(path, {
-      threads: String(options.threads ?? 2),
-      memory_limit: options.memoryLimit ?? '1GB',
-    });
-    return new Store(instance, await instance.connect());
+  /**
+   * `rowGroupSize` (a multiple of 2048) attaches the file with that row group size instead of
+   * DuckDB's 122880: a checkpoint rewrites the last, partly filled row group of a table, so small
+   * frequent appends (streaming state) cost O(table) each with big groups, O(appended) with small.
+   */
+  static async open(path: string, options: { threads?: number; memoryLimit?: string; rowGroupSize?: number } = {}): Promise<Store> {
+    const config = { threads: String(options.threads ?? 2), memory_limit: options.memoryLimit ?? '1GB' };
+    if (options.rowGroupSize === undefined) {
+      const instance = await DuckDBInstance.create(path, config);
+      return new Store(instance, await instance.connect());
+    }
+    // ROW_GROUP_SIZE is an ATTACH option: attach the file to an in-memory instance and use it.
+    const instance = await DuckDBInstance.create(':memory:', config);
+    const connection = await instance.connect();
+    try {
+      await connection.run(`ATTACH ${sqlString(path)} AS ${sqlIdent(ATTACHED)} (ROW_GROUP_SIZE ${Math.floor(options.rowGroupSize)})`);
+      await connection.run(`USE ${sqlIdent(ATTACHED)}`);
+    } catch (err) {
+      connection.closeSync();
+      instance.closeSync();
+      throw err;
+    }
+    return new Store(instance, connection, ATTACHED);
   }
 
   async run(sql: string): Promise<void> {
@@ -45,6 +65,9 @@ export class Store {
     this.#instance.closeSync();
   }
 }
+
+/** Catalog name of a file opened with `rowGroupSize`. */
+const ATTACHED = 'semdedup_store';
 
 export const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 export const sqlIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;

@@ -4,8 +4,7 @@ import type { StreamRunnableContext } from '../runtime/stream-runner.js';
 import type { StreamConfig } from '../shared/stream-config.js';
 import type { DeadLetter, DeadLetterWriter, KafkaSink } from '../sinks/kafka/index.js';
 import type { KafkaClient, KafkaCommitPosition, KafkaDecodeOptions, KafkaSource } from '../sources/kafka/index.js';
-import type { DedupEngine } from '../state/dedup-engine.js';
-import type { Verdict } from '../state/cluster-state.js';
+import type { DedupEngine, PreparedCheckpoint } from '../state/dedup-engine.js';
 import type { ValidationState } from '../validate/index.js';
 
 /** Counters of one `semdedup stream` run, for the summary and the logs. */
@@ -37,12 +36,23 @@ export interface StreamContext extends RunnableContext, StreamRunnableContext {
   pendingRows: number;
   pendingSince: number | null;
   backlog: boolean;
+  /** Rows per record of the last decoded batch (JSON: 1; Arrow: many), to size the backlog. */
+  rowsPerRecord: number;
   /** Records behind the end of each partition as of its last batch. */
   readonly lag: Map<number, bigint>;
   /** Refused rows to dead-letter at the next checkpoint, before the state moves past them. */
   pendingDeadLetters: DeadLetter[];
   /** Next offset to commit per partition, once the checkpoint is durable. */
   readonly pendingCommits: Map<number, KafkaCommitPosition>;
-  /** Verdicts from the state checkpoint, for the publish step. */
-  checkpointVerdicts: Verdict[];
+  /** What the last flushed checkpoint hands its tail steps (null once they are done). */
+  checkpoint: CheckpointHandoff | null;
+}
+
+/** One checkpoint's share, taken when its kernel flush is done (see `flushState`). */
+export interface CheckpointHandoff {
+  /** `performance.now()` when the checkpoint started. */
+  readonly started: number;
+  readonly deadLetters: readonly DeadLetter[];
+  readonly prepared: PreparedCheckpoint;
+  readonly commits: readonly KafkaCommitPosition[];
 }

@@ -131,10 +131,11 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
       pendingRows: 0,
       pendingSince: null,
       backlog: false,
+      rowsPerRecord: 1,
       lag: new Map(),
       pendingDeadLetters: [],
       pendingCommits: new Map(),
-      checkpointVerdicts: [],
+      checkpoint: null,
     };
     hooks.onStarted?.({ metricsUrl: server?.url ?? null });
     const consumeStarted = performance.now();

@@ -1,20 +1,22 @@
 /**
  * The steps of the stream topology (`topologies/stream.ts`). Per batch: skip what the state
- * already holds → decode → validate → normalize → buffer. Per checkpoint: dead letters →
- * state → verdicts → offsets, each durable before the next, so a crash anywhere loses nothing:
+ * already holds → decode → validate → normalize → buffer. Per checkpoint: the kernel flush, then
+ * in the background (overlapping the next batches) dead letters → state → verdicts → offsets,
+ * each durable before the next, so a crash anywhere loses nothing:
  * - before the state checkpoint: the records are read again (not committed, not in the state);
  * - between the state checkpoint and the commit: the state's positions make the re-read skip
  *   them, and `republishAfterCrash` re-sends every duplicate verdict (the topic is a keyed
  *   changelog, so a repeat is harmless).
  */
 import type { Logger } from '../runtime/logging.js';
+import { InvariantError } from '../shared/errors.js';
 import { reasonClass } from '../runtime/metrics.js';
 import { verdictMessage } from '../sinks/kafka/index.js';
 import { deadLetterForRow, decodeKafkaRecords } from '../sources/kafka/index.js';
 import type { DecodedKafkaBatch, KafkaRecord, KafkaRecordBatch } from '../sources/kafka/index.js';
 import type { ClipBatch } from '../shared/types.js';
 import { normalizeEmbeddings, validateRawBatch } from '../validate/index.js';
-import type { StreamContext } from './context.js';
+import type { CheckpointHandoff, StreamContext } from './context.js';
 
 export interface FreshRecords {
   readonly batch: KafkaRecordBatch;
@@ -28,12 +30,14 @@ export interface FreshRecords {
  */
 export function skipCheckpointed(batch: KafkaRecordBatch, ctx: StreamContext, log: Logger): FreshRecords | null {
   const { partition } = batch;
-  ctx.pendingSince ??= performance.now();
+  // Age from when the batch reached us, not from when the loop got to it (it may have waited
+  // through a checkpoint): the age limit bounds how late a verdict is.
+  ctx.pendingSince ??= Math.min(batch.receivedAt ?? Infinity, performance.now());
   ctx.pendingCommits.set(partition, batch.commitPosition);
   ctx.totals.records += batch.records.length;
   const lag = BigInt(batch.highWatermark) - BigInt(batch.commitPosition.offset);
   ctx.lag.set(partition, lag > 0n ? lag : 0n);
-  ctx.backlog = [...ctx.lag.values()].some((l) => l > 0n);
+  ctx.backlog = isBacklog(ctx, ctx.rowsPerRecord);
   ctx.metrics.consumerLag.set({ partition: String(partition) }, Number(ctx.lag.get(partition)));
   const stored = ctx.engine.position(batch.topic, partition);
   let records = batch.records;
@@ -66,7 +70,8 @@ export interface ValidatedClips extends DecodedRecords {
 /** Split rows into clips and refusals; refusals wait as dead letters for the next checkpoint. */
 export function validateRows(input: DecodedRecords, ctx: StreamContext, log: Logger): ValidatedClips {
   const { decoded } = input;
-  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation);
+  // The decoded values are this batch's own (decodeKafkaRecords builds them): validate in place.
+  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation, { ownsValues: true });
   ctx.pendingRows += decoded.raw.ids.length;
   if (rejected.length > 0) {
     for (const r of rejected) {
@@ -83,9 +88,26 @@ export function normalizeClips(input: ValidatedClips): ValidatedClips {
   return input;
 }
 
+/**
+ * A backlog is at least a checkpoint's worth of rows (`--flush-max-rows`) waiting in the
+ * partitions: then the runner stretches the age limit. A few records arriving while a batch is
+ * processed are no backlog: at a steady rate there nearly always are some, and stretching then
+ * would hold verdicts back for the stretched limit. Lag is in records, so it is scaled by the
+ * rows per record seen last (an Arrow record holds many).
+ */
+function isBacklog(ctx: StreamContext, rowsPerRecord: number): boolean {
+  let lag = 0;
+  for (const l of ctx.lag.values()) lag += Number(l);
+  return lag * rowsPerRecord >= ctx.config.flushMaxRows;
+}
+
 /** Assign to centroids and buffer per cluster (full cluster buffers go through the kernel). */
 export async function bufferClips(input: ValidatedClips, ctx: StreamContext): Promise<null> {
   const { clips, batch, decoded } = input;
+  if (input.records.length > 0) {
+    ctx.rowsPerRecord = decoded.raw.ids.length / input.records.length;
+    ctx.backlog = isBacklog(ctx, ctx.rowsPerRecord);
+  }
   await ctx.engine.add(clips);
   ctx.engine.advance(batch.topic, batch.partition, batch.commitPosition.offset);
   ctx.totals.clipsIn += clips.ids.length;
@@ -99,30 +121,51 @@ export async function bufferClips(input: ValidatedClips, ctx: StreamContext): Pr
 // ---------------------------------------------------------------------------------------------
 // Checkpoint steps
 
-/** Refused rows to the dead-letter topic, acknowledged before the state moves past them. */
+/**
+ * Foreground: kernel flush of every buffer, and everything the checkpoint covers handed over to
+ * the tail (refused rows, changed members, positions, verdicts, offsets); the context starts over
+ * for the batches that arrive while the tail runs.
+ */
+export async function flushState(ctx: StreamContext, log: Logger): Promise<void> {
+  const started = performance.now();
+  const deadLetters = ctx.pendingDeadLetters;
+  ctx.pendingDeadLetters = [];
+  const prepared = await ctx.engine.prepareCheckpoint();
+  ctx.checkpoint = { started, deadLetters, prepared, commits: [...ctx.pendingCommits.values()] };
+  ctx.pendingCommits.clear();
+  ctx.pendingRows = 0;
+  ctx.pendingSince = null;
+  ctx.metrics.bufferedRows.set(0);
+  log.debug({ ms: performance.now() - started, members: prepared.changes.size, verdicts: prepared.verdicts.length, stateSize: ctx.engine.size }, 'state flushed');
+}
+
+function handoff(ctx: StreamContext): CheckpointHandoff {
+  if (!ctx.checkpoint) throw new InvariantError('checkpoint tail without a flushed checkpoint');
+  return ctx.checkpoint;
+}
+
+/** Tail: refused rows to the dead-letter topic, acknowledged before the state moves past them. */
 export async function writeDeadLetters(ctx: StreamContext, log: Logger): Promise<void> {
-  const letters = ctx.pendingDeadLetters;
+  const letters = handoff(ctx).deadLetters;
   if (letters.length === 0) return;
   await ctx.deadLetters.write(letters);
   for (const l of letters) ctx.metrics.deadLetters.inc({ reason: reasonClass(l.reason) });
   ctx.totals.deadLetters += letters.length;
-  ctx.pendingDeadLetters = [];
   log.info({ topic: ctx.deadLetters.topic, count: letters.length, first: letters[0]!.reason }, 'refused rows dead-lettered');
 }
 
-/** Kernel flush of every buffer, then members and positions persisted in one transaction. */
-export async function checkpointState(ctx: StreamContext, log: Logger): Promise<void> {
-  const started = performance.now();
-  ctx.checkpointVerdicts = await ctx.engine.checkpoint();
-  const seconds = (performance.now() - started) / 1000;
+/** Tail: members and positions persisted in one transaction. */
+export async function persistState(ctx: StreamContext, log: Logger): Promise<void> {
+  const h = handoff(ctx);
+  await ctx.engine.persist(h.prepared);
+  const seconds = (performance.now() - h.started) / 1000;
   ctx.metrics.flushLatency.observe(seconds);
-  log.debug({ seconds, verdicts: ctx.checkpointVerdicts.length, stateSize: ctx.engine.size }, 'state checkpointed');
+  log.debug({ seconds, members: h.prepared.changes.size }, 'state checkpointed');
 }
 
-/** Changed duplicate verdicts to the output topic; resolves when acknowledged. */
+/** Tail: changed duplicate verdicts to the output topic; resolves when acknowledged. */
 export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<void> {
-  const verdicts = ctx.checkpointVerdicts;
-  ctx.checkpointVerdicts = [];
+  const { verdicts } = handoff(ctx).prepared;
   if (verdicts.length === 0) return;
   await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
   ctx.metrics.verdictsOut.inc(verdicts.length);
@@ -130,16 +173,13 @@ export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<
   log.debug({ topic: ctx.config.outputTopic, count: verdicts.length }, 'verdicts published');
 }
 
-/** Commit the consumed offsets: everything before them is durable in the state and the topics. */
+/** Tail: commit the consumed offsets: everything before them is durable in the state and the topics. */
 export async function commitOffsets(ctx: StreamContext, log: Logger): Promise<void> {
-  const positions = [...ctx.pendingCommits.values()];
+  const positions = handoff(ctx).commits;
   if (positions.length > 0) await ctx.source.commit(positions);
-  ctx.pendingCommits.clear();
-  ctx.pendingRows = 0;
-  ctx.pendingSince = null;
+  ctx.checkpoint = null;
   ctx.totals.checkpoints++;
   ctx.metrics.checkpoints.inc();
-  ctx.metrics.bufferedRows.set(0);
   log.debug({ positions: positions.map((p) => `${p.partition}@${p.offset}`) }, 'offsets committed');
 }
 

@@ -38,7 +38,18 @@ export function embeddingProblem(values: Float32Array, start: number, end: numbe
  * Split a decoded batch into valid clips (a dense n × dim matrix) and refused rows with their
  * reason. Stateful across batches: the first valid row fixes the dimension, ids must be unique.
  */
-export function validateRawBatch(raw: RawClipBatch, state: ValidationState): { ok: ClipBatch; rejected: RejectedClip[] } {
+export function validateRawBatch(
+  raw: RawClipBatch,
+  state: ValidationState,
+  options: {
+    /**
+     * The caller owns `raw.values` and will not read them again: when every row is valid and the
+     * rows lie back to back, the clips use them in place instead of a copy (normalization then
+     * writes into them).
+     */
+    readonly ownsValues?: boolean;
+  } = {},
+): { ok: ClipBatch; rejected: RejectedClip[] } {
   const n = raw.ids.length;
   const rejected: RejectedClip[] = [];
   const keep: number[] = [];
@@ -71,8 +82,14 @@ export function validateRawBatch(raw: RawClipBatch, state: ValidationState): { o
     keep.push(i);
   }
   const dim = state.dim ?? 0;
-  const embeddings = new Float32Array(keep.length * dim);
-  keep.forEach((row, j) => embeddings.set(raw.values.subarray(raw.offsets[row]!, raw.offsets[row]! + dim), j * dim));
+  // Valid rows all have `dim` values, so all rows valid and offsets from 0 means back to back.
+  const inPlace = options.ownsValues === true && keep.length === n && raw.offsets[0] === 0;
+  let embeddings: Float32Array;
+  if (inPlace) embeddings = raw.values.subarray(0, n * dim);
+  else {
+    embeddings = new Float32Array(keep.length * dim);
+    keep.forEach((row, j) => embeddings.set(raw.values.subarray(raw.offsets[row]!, raw.offsets[row]! + dim), j * dim));
+  }
   const metadata: Record<string, MetadataValue[]> = {};
   for (const name of metaNames) metadata[name] = keep.map((row) => raw.metadata[name]![row] ?? null);
   return {

@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { InputError } from '../../shared/errors.js';
 import { preferFirstIdentical } from '../first-identical-row.js';
+import { createCpuCrossRankedMax } from './cross.js';
 import type { NearestCentroidResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
 import { OPEN_BLOCK, nearestCentroidModel, rankedMaxMaskedModel, rankedMaxOpenModel } from './graphs.js';
 
@@ -203,15 +204,19 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     return { index, dist2 };
   }
 
+  // The streaming flush's one-product path (cross.ts); its session is created on first use.
+  const cross = createCpuCrossRankedMax({ sessionOptions, maxMatrixElements, onGemm });
+
   return {
     name: 'cpu',
     description: `onnxruntime-node ${ort.env.versions.common} (MLAS), ${threads} intra-op thread${threads === 1 ? '' : 's'}`,
     rankedMax,
+    crossRankedMax: cross.crossRankedMax,
     nearestCentroid,
     async close() {
       const all = [...sessions.values()];
       sessions.clear();
-      await Promise.all(all.map(async (s) => (await s).release()));
+      await Promise.all([...all.map(async (s) => (await s).release()), cross.close()]);
     },
   };
 }

@@ -224,6 +224,10 @@ async function connectAdmin(kafkajs: Kafka): Promise<KafkaAdmin> {
     fetchCommittedOffsets: async (groupId, topic) => {
       let result;
       try {
+        // A fresh kafkajs admin has no brokers in its pool until metadata is loaded: its group
+        // coordinator lookup then waits a retry (~300 ms) first. Loading metadata costs one
+        // round trip.
+        await withKafkaRetry(() => admin.listTopics());
         result = await withKafkaRetry(() => admin.fetchOffsets({ groupId, topics: [topic] }));
       } catch (err) {
         throw kafkaError(`Kafka: could not fetch the committed offsets of group ${groupId}`, err, { topic });

@@ -23,6 +23,7 @@ import { decodeEmbeddings, idTypeOfArrow, metadataTypeOfArrow, metadataValues } 
 import type { DeadLetter } from '../../sinks/kafka/index.js';
 import type { IdType, MetadataValue, RawClipBatch } from '../../shared/types.js';
 import { arrowStreamProblem } from './arrow-guard.js';
+import { splitJsonEmbedding } from './json-embedding.js';
 import { headerText } from './types.js';
 import type { KafkaRecord } from './types.js';
 
@@ -62,10 +63,15 @@ export interface DecodedKafkaBatch {
 
 /** Decode records of one partition; never throws on bad bytes. */
 export function decodeKafkaRecords(records: readonly KafkaRecord[], options: KafkaDecodeOptions): DecodedKafkaBatch {
-  const builder = new RawBatchBuilder(options, records.length);
+  // Size the values once: an Arrow record holds at most a float per 4 bytes of it, a JSON
+  // record one embedding (growing by doubling copied each batch's values several times).
+  const arrow = records.map(isArrowRecord);
+  let expectedValues = 0;
+  records.forEach((r, i) => (expectedValues += arrow[i] ? r.value.length >> 2 : (options.dim ?? 64)));
+  const builder = new RawBatchBuilder(options, records.length, expectedValues);
   let arrowRecords = 0;
-  for (const record of records) {
-    if (isArrowRecord(record)) {
+  for (const [i, record] of records.entries()) {
+    if (arrow[i]) {
       arrowRecords++;
       decodeArrowRecord(record, options, builder);
     } else {
@@ -116,13 +122,28 @@ function decodeJsonRecord(record: KafkaRecord, options: KafkaDecodeOptions, out:
     out.addErrorRow('empty value (tombstone)', origin);
     return;
   }
-  const text = record.value.toString('utf8');
+  // Fast path: the embedding array parsed from the bytes, JSON.parse for the rest (see
+  // json-embedding.ts); anything it does not take, and any error, goes the ordinary way.
   let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    out.addErrorRow(`invalid JSON (${(err as Error).message})`, origin);
-    return;
+  let fastValues: Float32Array | null = null;
+  const split = splitJsonEmbedding(record.value, options.embeddingField);
+  if (split) {
+    try {
+      parsed = JSON.parse(split.rest);
+      fastValues = split.values;
+    } catch {
+      // the whole text below gives the exact error
+    }
+  }
+  let textCache: string | null = null;
+  const text = (): string => (textCache ??= record.value.toString('utf8'));
+  if (fastValues === null) {
+    try {
+      parsed = JSON.parse(text());
+    } catch (err) {
+      out.addErrorRow(`invalid JSON (${(err as Error).message})`, origin);
+      return;
+    }
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     out.addErrorRow('not a JSON object', origin);
@@ -141,8 +162,9 @@ function decodeJsonRecord(record: KafkaRecord, options: KafkaDecodeOptions, out:
       }
     }
   }
-  let embedding: readonly unknown[] | null = null;
+  let embedding: readonly unknown[] | Float32Array | null = null;
   if (!(options.embeddingField in obj)) problems.push(`no field "${options.embeddingField}"`);
+  else if (fastValues !== null) embedding = fastValues; // numbers by construction
   else {
     const e = obj[options.embeddingField];
     if (Array.isArray(e)) {
@@ -156,7 +178,7 @@ function decodeJsonRecord(record: KafkaRecord, options: KafkaDecodeOptions, out:
     if (typeof v === 'string' || typeof v === 'boolean') return v;
     if (typeof v === 'number') {
       // Integers beyond 2^53 keep their digits, as the JSONL source does.
-      if (Number.isInteger(v) && !Number.isSafeInteger(v)) return BigInt(rawIntegerText(text, name) ?? BigInt(v).toString());
+      if (Number.isInteger(v) && !Number.isSafeInteger(v)) return BigInt(rawIntegerText(text(), name) ?? BigInt(v).toString());
       return v;
     }
     problems.push(`field "${name}" holds ${Array.isArray(v) ? 'an array' : 'an object'}; expected a string, number or bool`);
@@ -173,11 +195,11 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
 /** The canonical id string, or null when `v` is not an id of `idType`. */
-function jsonId(v: unknown, idType: IdType, text: string, field: string): string | null {
+function jsonId(v: unknown, idType: IdType, text: () => string, field: string): string | null {
   if (idType === 'string') return typeof v === 'string' ? v : null;
   let n: bigint;
   if (typeof v === 'number' && Number.isInteger(v)) {
-    n = Number.isSafeInteger(v) ? BigInt(v) : BigInt(rawIntegerText(text, field) ?? BigInt(v).toString());
+    n = Number.isSafeInteger(v) ? BigInt(v) : BigInt(rawIntegerText(text(), field) ?? BigInt(v).toString());
   } else if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) {
     // Producers in languages without int64 JSON numbers often send them as strings.
     n = BigInt(v);
@@ -287,11 +309,11 @@ class RawBatchBuilder {
   #length = 0;
   readonly #meta: MetadataValue[][];
 
-  constructor(options: KafkaDecodeOptions, expectedRows: number) {
+  constructor(options: KafkaDecodeOptions, expectedRows: number, expectedValues = expectedRows * (options.dim ?? 64)) {
     this.#options = options;
     this.#meta = options.metadataFields.map(() => []);
     this.#ends = new Int32Array(Math.max(16, expectedRows));
-    this.#values = new Float32Array(Math.max(16, expectedRows) * (options.dim ?? 64));
+    this.#values = new Float32Array(Math.max(16, expectedValues));
   }
 
   addErrorRow(reason: string, origin: RowOrigin, id: string | null = null): void {
@@ -299,11 +321,12 @@ class RawBatchBuilder {
     this.#meta.forEach((m) => m.push(null));
   }
 
-  addJsonRow(id: string | null, embedding: readonly unknown[] | null, meta: readonly MetadataValue[], origin: RowOrigin): void {
+  addJsonRow(id: string | null, embedding: readonly unknown[] | Float32Array | null, meta: readonly MetadataValue[], origin: RowOrigin): void {
     if (embedding) {
       this.#reserve(embedding.length);
       const v = this.#values;
-      for (let i = 0; i < embedding.length; i++) v[this.#length + i] = embedding[i] as number;
+      if (embedding instanceof Float32Array) v.set(embedding, this.#length);
+      else for (let i = 0; i < embedding.length; i++) v[this.#length + i] = embedding[i] as number;
       this.#length += embedding.length;
     }
     this.#push(id, origin, null, embedding === null);

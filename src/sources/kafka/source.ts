@@ -230,6 +230,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
         records,
         commitPosition: { topic, partition, offset: nextOffset.toString() },
         highWatermark: batch.highWatermark,
+        receivedAt: performance.now(),
       },
       take: () => {
         taken = true;

@@ -32,6 +32,8 @@ export interface KafkaRecordBatch {
   readonly commitPosition: KafkaCommitPosition;
   /** The partition's end offset when the batch was fetched (lag = highWatermark - commitPosition.offset). */
   readonly highWatermark: string;
+  /** `performance.now()` when the source received the batch (it may wait for the reader after that). */
+  readonly receivedAt?: number;
 }
 
 /** First value of a header as UTF-8, or undefined. */
