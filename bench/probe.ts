@@ -3,7 +3,7 @@
  * on two synthetic 50k × 768 data sets with different distributions, same centroids for both.
  *
  *   npx tsx bench/probe.ts [--rows 50000] [--dim 768] [--repeat 3] [--sample 2000] [--eps 0.01]
- *                          [--probe-margin M] [--margins 0.002,0.005,...] [--only a|b] [--backend cpu]
+ *                          [--probe-margin M] [--margins 0.001,0.002,...] [--only a|b] [--backend cpu]
  *
  * Data sets (generated once into bench/results/probe/data-*, reused):
  *   a  bench/gen_data.py: 50 random directions + noise (well separated), 5% near-copies; k = 50.
@@ -79,7 +79,7 @@ function parseOptions(argv: readonly string[]): Options {
     sample: o.sample === 'all' ? 'all' : num('sample', 2000),
     eps: num('eps', 0.01),
     probeMargin: num('probe-margin', DEFAULT_PROBE_MARGIN),
-    margins: o.margins ?? '0.002,0.005,0.0075,0.01,0.02,0.05,0.1',
+    margins: o.margins ?? '0.001,0.002,0.003,0.005,0.01,0.02,0.05',
     only: (o.only ?? 'a,b').split(','),
     backend: o.backend ?? 'cpu',
   };

@@ -8,11 +8,10 @@ import { defineStreamTopology, pipeline } from '../src/runtime/stream-runner.js'
 import type { StreamContext } from '../src/stream/context.js';
 import {
   bufferClips,
+  checkpointState,
   commitOffsets,
   decodeRecords,
-  flushState,
   normalizeClips,
-  persistState,
   publishVerdicts,
   republishAfterCrash,
   skipCheckpointed,
@@ -33,12 +32,8 @@ export const streamTopology = defineStreamTopology<StreamContext, KafkaRecordBat
     .then('buffer', bufferClips), // assign to centroids, buffer per cluster (engine.add)
   // When --flush-max-rows rows wait or the oldest is --flush-max-ms old:
   checkpoint: [
-    step('checkpoint', flushState), // kernel flush; the checkpoint's share handed to the tail
-  ],
-  // Then in the background, overlapping the next batches (the next checkpoint waits for it):
-  checkpointTail: [
     step('dead-letter', writeDeadLetters), // refused rows → dead-letter topic (acked)
-    step('persist', persistState), // state + positions durable (DuckDB)
+    step('checkpoint', checkpointState), // kernel flush; state + positions durable (DuckDB)
     step('publish', publishVerdicts), // changed duplicate verdicts → output topic (acked)
     step('commit', commitOffsets), // consumer offsets
   ],

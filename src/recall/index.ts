@@ -31,7 +31,7 @@ import { forEachValidBatch } from '../validate/read-validated.js';
 export const DEFAULT_RECALL_SAMPLE = 2000;
 export const DEFAULT_RECALL_EPS = 0.01;
 /** Margins of the what-if table when `--margins` is not given. */
-export const DEFAULT_WHAT_IF_MARGINS: readonly number[] = [0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2];
+export const DEFAULT_WHAT_IF_MARGINS: readonly number[] = [0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05];
 /** PRNG stream of the sample, apart from k-means' streams under the same seed. */
 const RECALL_STREAM = 7;
 /** Ids per lookup query. */

@@ -12,13 +12,6 @@
  *   has a fixed cost (a kernel pass per touched cluster, a DuckDB commit), so small checkpoints
  *   would make a backlog drain several times slower. Caught up, `flushMaxMs` holds again.
  *
- * - `checkpointTail` (optional): steps that finish a checkpoint in the background (say: make the
- *   state durable, publish, commit offsets). They start when `checkpoint` is done and overlap the
- *   next batches, so the loop is not idle while a database or a broker acknowledges; the next
- *   checkpoint (and the end of the run) first waits for them, so at most one tail is in flight
- *   and checkpoints complete in order. Whatever they need must be handed over by the
- *   `checkpoint` steps: the context moves on with the next batches. A failing tail fails the run.
- *
  * The loop pulls the next batch only after the previous one went through `perBatch`, so memory
  * is bounded by the source's prefetch plus what waits for a checkpoint; past `maxBufferedRows`
  * waiting rows it pauses the source for the checkpoint (backpressure). Every step gets a child
@@ -55,13 +48,11 @@ export interface StreamTopology<C, In> {
   readonly start: readonly Step<C>[];
   readonly perBatch: Pipeline<C, In, unknown>;
   readonly checkpoint: readonly Step<C>[];
-  /** Run after `checkpoint` in the background, overlapping the next batches (see the module doc). */
-  readonly checkpointTail?: readonly Step<C>[];
 }
 
 export function defineStreamTopology<C, In>(name: string, parts: Omit<StreamTopology<C, In>, 'name'>): StreamTopology<C, In> {
   const ids = new Set<string>();
-  for (const s of [...parts.start, ...parts.perBatch.steps, ...parts.checkpoint, ...(parts.checkpointTail ?? [])]) {
+  for (const s of [...parts.start, ...parts.perBatch.steps, ...parts.checkpoint]) {
     if (ids.has(s.id)) throw new Error(`topology ${name}: duplicate step id ${s.id}`);
     ids.add(s.id);
   }
@@ -109,40 +100,19 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
     if (!log) logs.set(id, (log = logger.child({ step: id })));
     return log;
   };
-  const T0 = performance.now();
   const timed = async <T>(id: string, run: () => T | Promise<T>): Promise<T> => {
     const started = performance.now();
     try {
       return await run();
     } finally {
-      if (process.env.TRACE_RUNNER) process.stderr.write(`${id} ${(started - T0).toFixed(0)} +${(performance.now() - started).toFixed(0)}\n`);
       ctx.timings[id] = (ctx.timings[id] ?? 0) + (performance.now() - started) / 1000;
     }
   };
-  /** The background tail of the last checkpoint, and its failure once it failed. */
-  let tail: Promise<void> | null = null;
-  let tailFailure: { error: unknown } | null = null;
-  const awaitTail = async (): Promise<void> => {
-    if (tail) await tail;
-    tail = null;
-    if (tailFailure) throw tailFailure.error;
-  };
   const checkpoint = async (): Promise<void> => {
-    await awaitTail(); // checkpoints complete in order, one tail in flight at most
     if (ctx.pendingRows === 0 && ctx.pendingSince === null) return;
     const started = performance.now();
     for (const s of topology.checkpoint) await timed(s.id, () => s.run(ctx, logOf(s.id)));
-    const tailSteps = topology.checkpointTail ?? [];
-    if (tailSteps.length === 0) {
-      options.onCheckpoint?.(performance.now() - started);
-      return;
-    }
-    tail = (async () => {
-      for (const s of tailSteps) await timed(s.id, () => s.run(ctx, logOf(s.id)));
-      options.onCheckpoint?.(performance.now() - started);
-    })().catch((error: unknown) => {
-      tailFailure = { error };
-    });
+    options.onCheckpoint?.(performance.now() - started);
   };
 
   for (const s of topology.start) await timed(s.id, () => s.run(ctx, logOf(s.id)));
@@ -179,7 +149,6 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
       }
       next = null;
       if (got.done) break;
-      if (tailFailure) await awaitTail(); // throws: a checkpoint's tail failed
       let value: unknown = got.value;
       for (const s of topology.perBatch.steps) {
         value = await timed(s.id, () => s.run(value, ctx, logOf(s.id)));
@@ -200,12 +169,9 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
     // Stop fetching, then a final checkpoint: what was taken in becomes durable, published and committed.
     if (reason === 'signal') options.pause?.();
     await checkpoint();
-    await awaitTail();
   } finally {
     // A batch fetched but not processed is not committed: the next run reads it again.
     if (next) void next.catch(() => undefined);
-    // Never return (and let the caller close what the tail uses) while a tail still runs.
-    if (tail) await tail;
   }
   return reason;
 }

@@ -20,14 +20,6 @@ export interface DedupEngineOptions {
   readonly metadataFields: readonly string[];
 }
 
-/** A checkpoint's share of the engine's changes (see `DedupEngine.prepareCheckpoint`). */
-export interface PreparedCheckpoint {
-  readonly changes: MemberChanges;
-  readonly positions: readonly SourcePosition[];
-  /** Duplicate verdicts that changed since the previous checkpoint. */
-  readonly verdicts: Verdict[];
-}
-
 /**
  * The incremental dedup core shared by `stream` and `replay`: assigns arriving clips to fixed
  * centroids, buffers them per cluster, folds each buffer into the cluster's ranked state through
@@ -140,30 +132,15 @@ export class DedupEngine {
    * duplicate verdicts that changed since the last checkpoint (publish them, then commit offsets).
    */
   async checkpoint(): Promise<Verdict[]> {
-    const prepared = await this.prepareCheckpoint();
-    await this.persist(prepared);
-    return prepared.verdicts;
-  }
-
-  /**
-   * The first half of `checkpoint`: flush every buffer through the kernel and take what changed
-   * (members, positions as of now, verdicts). What it returns is this checkpoint's own: clips
-   * added afterwards go to the next one, so `persist` may run while they arrive. Taken members
-   * count as stored; if `persist` fails the process stops and the next run restores from what the
-   * store holds.
-   */
-  async prepareCheckpoint(): Promise<PreparedCheckpoint> {
     await this.flushAll();
+    // Changed members are marked stored as they are taken; if the write fails the process stops
+    // and the next run restores from what the store holds.
     const changes = new MemberChanges();
     for (const state of this.clusters) state.takeChanges(changes);
+    if (this.#store) await this.#store.checkpoint(changes, [...this.#positions.values()]);
     const verdicts = [...this.#pendingVerdicts.values()];
     this.#pendingVerdicts.clear();
-    return { changes, positions: [...this.#positions.values()], verdicts };
-  }
-
-  /** The second half: members and positions of a prepared checkpoint in one transaction. */
-  async persist(prepared: PreparedCheckpoint): Promise<void> {
-    if (this.#store) await this.#store.checkpoint(prepared.changes, prepared.positions);
+    return verdicts;
   }
 
   /** Current verdict of every clip in state (flushed clips only), cluster by cluster in rank order. */

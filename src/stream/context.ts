@@ -4,7 +4,8 @@ import type { StreamRunnableContext } from '../runtime/stream-runner.js';
 import type { StreamConfig } from '../shared/stream-config.js';
 import type { DeadLetter, DeadLetterWriter, KafkaSink } from '../sinks/kafka/index.js';
 import type { KafkaClient, KafkaCommitPosition, KafkaDecodeOptions, KafkaSource } from '../sources/kafka/index.js';
-import type { DedupEngine, PreparedCheckpoint } from '../state/dedup-engine.js';
+import type { DedupEngine } from '../state/dedup-engine.js';
+import type { Verdict } from '../state/cluster-state.js';
 import type { ValidationState } from '../validate/index.js';
 
 /** Counters of one `semdedup stream` run, for the summary and the logs. */
@@ -44,15 +45,6 @@ export interface StreamContext extends RunnableContext, StreamRunnableContext {
   pendingDeadLetters: DeadLetter[];
   /** Next offset to commit per partition, once the checkpoint is durable. */
   readonly pendingCommits: Map<number, KafkaCommitPosition>;
-  /** What the last flushed checkpoint hands its tail steps (null once they are done). */
-  checkpoint: CheckpointHandoff | null;
-}
-
-/** One checkpoint's share, taken when its kernel flush is done (see `flushState`). */
-export interface CheckpointHandoff {
-  /** `performance.now()` when the checkpoint started. */
-  readonly started: number;
-  readonly deadLetters: readonly DeadLetter[];
-  readonly prepared: PreparedCheckpoint;
-  readonly commits: readonly KafkaCommitPosition[];
+  /** Verdicts from the state checkpoint, for the publish step. */
+  checkpointVerdicts: Verdict[];
 }

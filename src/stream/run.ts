@@ -135,7 +135,7 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
       lag: new Map(),
       pendingDeadLetters: [],
       pendingCommits: new Map(),
-      checkpoint: null,
+      checkpointVerdicts: [],
     };
     hooks.onStarted?.({ metricsUrl: server?.url ?? null });
     const consumeStarted = performance.now();

@@ -1,22 +1,20 @@
 /**
  * The steps of the stream topology (`topologies/stream.ts`). Per batch: skip what the state
- * already holds → decode → validate → normalize → buffer. Per checkpoint: the kernel flush, then
- * in the background (overlapping the next batches) dead letters → state → verdicts → offsets,
- * each durable before the next, so a crash anywhere loses nothing:
+ * already holds → decode → validate → normalize → buffer. Per checkpoint: dead letters →
+ * state → verdicts → offsets, each durable before the next, so a crash anywhere loses nothing:
  * - before the state checkpoint: the records are read again (not committed, not in the state);
  * - between the state checkpoint and the commit: the state's positions make the re-read skip
  *   them, and `republishAfterCrash` re-sends every duplicate verdict (the topic is a keyed
  *   changelog, so a repeat is harmless).
  */
 import type { Logger } from '../runtime/logging.js';
-import { InvariantError } from '../shared/errors.js';
 import { reasonClass } from '../runtime/metrics.js';
 import { verdictMessage } from '../sinks/kafka/index.js';
 import { deadLetterForRow, decodeKafkaRecords } from '../sources/kafka/index.js';
 import type { DecodedKafkaBatch, KafkaRecord, KafkaRecordBatch } from '../sources/kafka/index.js';
 import type { ClipBatch } from '../shared/types.js';
 import { normalizeEmbeddings, validateRawBatch } from '../validate/index.js';
-import type { CheckpointHandoff, StreamContext } from './context.js';
+import type { StreamContext } from './context.js';
 
 export interface FreshRecords {
   readonly batch: KafkaRecordBatch;
@@ -121,51 +119,30 @@ export async function bufferClips(input: ValidatedClips, ctx: StreamContext): Pr
 // ---------------------------------------------------------------------------------------------
 // Checkpoint steps
 
-/**
- * Foreground: kernel flush of every buffer, and everything the checkpoint covers handed over to
- * the tail (refused rows, changed members, positions, verdicts, offsets); the context starts over
- * for the batches that arrive while the tail runs.
- */
-export async function flushState(ctx: StreamContext, log: Logger): Promise<void> {
-  const started = performance.now();
-  const deadLetters = ctx.pendingDeadLetters;
-  ctx.pendingDeadLetters = [];
-  const prepared = await ctx.engine.prepareCheckpoint();
-  ctx.checkpoint = { started, deadLetters, prepared, commits: [...ctx.pendingCommits.values()] };
-  ctx.pendingCommits.clear();
-  ctx.pendingRows = 0;
-  ctx.pendingSince = null;
-  ctx.metrics.bufferedRows.set(0);
-  log.debug({ ms: performance.now() - started, members: prepared.changes.size, verdicts: prepared.verdicts.length, stateSize: ctx.engine.size }, 'state flushed');
-}
-
-function handoff(ctx: StreamContext): CheckpointHandoff {
-  if (!ctx.checkpoint) throw new InvariantError('checkpoint tail without a flushed checkpoint');
-  return ctx.checkpoint;
-}
-
-/** Tail: refused rows to the dead-letter topic, acknowledged before the state moves past them. */
+/** Refused rows to the dead-letter topic, acknowledged before the state moves past them. */
 export async function writeDeadLetters(ctx: StreamContext, log: Logger): Promise<void> {
-  const letters = handoff(ctx).deadLetters;
+  const letters = ctx.pendingDeadLetters;
   if (letters.length === 0) return;
   await ctx.deadLetters.write(letters);
   for (const l of letters) ctx.metrics.deadLetters.inc({ reason: reasonClass(l.reason) });
   ctx.totals.deadLetters += letters.length;
+  ctx.pendingDeadLetters = [];
   log.info({ topic: ctx.deadLetters.topic, count: letters.length, first: letters[0]!.reason }, 'refused rows dead-lettered');
 }
 
-/** Tail: members and positions persisted in one transaction. */
-export async function persistState(ctx: StreamContext, log: Logger): Promise<void> {
-  const h = handoff(ctx);
-  await ctx.engine.persist(h.prepared);
-  const seconds = (performance.now() - h.started) / 1000;
+/** Kernel flush of every buffer, then members and positions persisted in one transaction. */
+export async function checkpointState(ctx: StreamContext, log: Logger): Promise<void> {
+  const started = performance.now();
+  ctx.checkpointVerdicts = await ctx.engine.checkpoint();
+  const seconds = (performance.now() - started) / 1000;
   ctx.metrics.flushLatency.observe(seconds);
-  log.debug({ seconds, members: h.prepared.changes.size }, 'state checkpointed');
+  log.debug({ seconds, verdicts: ctx.checkpointVerdicts.length, stateSize: ctx.engine.size }, 'state checkpointed');
 }
 
-/** Tail: changed duplicate verdicts to the output topic; resolves when acknowledged. */
+/** Changed duplicate verdicts to the output topic; resolves when acknowledged. */
 export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<void> {
-  const { verdicts } = handoff(ctx).prepared;
+  const verdicts = ctx.checkpointVerdicts;
+  ctx.checkpointVerdicts = [];
   if (verdicts.length === 0) return;
   await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
   ctx.metrics.verdictsOut.inc(verdicts.length);
@@ -173,13 +150,16 @@ export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<
   log.debug({ topic: ctx.config.outputTopic, count: verdicts.length }, 'verdicts published');
 }
 
-/** Tail: commit the consumed offsets: everything before them is durable in the state and the topics. */
+/** Commit the consumed offsets: everything before them is durable in the state and the topics. */
 export async function commitOffsets(ctx: StreamContext, log: Logger): Promise<void> {
-  const positions = handoff(ctx).commits;
+  const positions = [...ctx.pendingCommits.values()];
   if (positions.length > 0) await ctx.source.commit(positions);
-  ctx.checkpoint = null;
+  ctx.pendingCommits.clear();
+  ctx.pendingRows = 0;
+  ctx.pendingSince = null;
   ctx.totals.checkpoints++;
   ctx.metrics.checkpoints.inc();
+  ctx.metrics.bufferedRows.set(0);
   log.debug({ positions: positions.map((p) => `${p.partition}@${p.offset}`) }, 'offsets committed');
 }
 

@@ -32,7 +32,8 @@ export async function forEachValidBatch(
     readRawBatches(files, { ...options, demand, initialDemand: 2 }).pipe(
       concatMap(async (raw) => {
         onRaw?.(raw);
-        const { ok, rejected: refused } = validateRawBatch(raw, state);
+        // Each decoded batch is fresh memory, so valid rows are normalized in place.
+        const { ok, rejected: refused } = validateRawBatch(raw, state, { ownsValues: true });
         rejected.push(...refused);
         if (ok.ids.length > 0) {
           // Re-normalizing a float32 unit vector can move its last bits: skip it when asked.

@@ -84,41 +84,6 @@ describe('runStreamTopology', () => {
     expect(ctx.events).toEqual(['start', 'batch 50', 'pause', 'checkpoint 50', 'resume', 'batch 1', 'checkpoint 1']);
   });
 
-  it('runs the checkpoint tail in the background: next batches overlap it, the next checkpoint and the end wait for it', async () => {
-    const ctx = newCtx();
-    const withTail = defineStreamTopology<Ctx, number>('tail', {
-      start: [],
-      perBatch: topology.perBatch,
-      checkpoint: [
-        step('flush', async (c) => {
-          c.events.push(`flush ${c.pendingRows}`);
-          c.pendingRows = 0;
-          c.pendingSince = null;
-        }),
-      ],
-      checkpointTail: [
-        step('durable', async (c) => {
-          c.events.push('tail start');
-          await sleep(60);
-          c.events.push('tail end');
-        }),
-      ],
-    });
-    await runStreamTopology(withTail, ctx, source([20, 'wait 10', 3, 20, 1]), silentLogger(), { ...opts, flushMaxMs: 60_000 });
-    expect(ctx.events).toEqual(['batch 20', 'flush 20', 'tail start', 'batch 3', 'batch 20', 'tail end', 'flush 23', 'tail start', 'batch 1', 'tail end', 'flush 1', 'tail start', 'tail end']);
-  });
-
-  it('fails the run when a checkpoint tail fails, after it settled', async () => {
-    const ctx = newCtx();
-    const failing = defineStreamTopology<Ctx, number>('failing', {
-      start: [],
-      perBatch: topology.perBatch,
-      checkpoint: [step('flush', async (c) => void ((c.pendingRows = 0), (c.pendingSince = null)))],
-      checkpointTail: [step('durable', async () => Promise.reject(new Error('disk full')))],
-    });
-    await expect(runStreamTopology(failing, ctx, source([20, 'wait 20', 1, 1]), silentLogger(), { ...opts, flushMaxMs: 60_000 })).rejects.toThrow('disk full');
-  });
-
   it('refuses duplicate step ids', () => {
     expect(() => defineStreamTopology<Ctx, number>('x', { start: [step('a', async () => {})], perBatch: pipeline<Ctx, number>().then('a', (x) => x), checkpoint: [] })).toThrow(/duplicate step id a/);
   });
