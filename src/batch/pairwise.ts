@@ -19,14 +19,24 @@ export async function pairwiseAllClusters(ctx: BatchContext, log: Logger): Promi
   const types = { idType: ctx.idType, metadataTypes: ctx.metadataTypes };
   await mkdir(join(ctx.stagingDir, 'pairwise_results'), { recursive: true });
   ctx.progress.start('pairwise', ctx.rows);
-  for (let k = 0; k < ctx.clusters; k++) {
-    if (ctx.clusterSizes[k] === 0) continue;
-    const own = await readOwnClips(ctx, k);
-    const embeddings = await source.readRows(own.rows);
-    await writeClusterKmeansResults(ctx, k, own, embeddings);
+  // The next cluster's rows are fetched (DuckDB, disk) while this one is in the kernel, and its
+  // kmeans_results file is written while the kernel runs: I/O hides behind compute.
+  const load = (k: number) => {
+    const loaded = readOwnClips(ctx, k).then(async (own) => ({ k, own, embeddings: await source.readRows(own.rows) }));
+    loaded.catch(() => undefined); // awaited later; a failure surfaces there, not as unhandled
+    return loaded;
+  };
+  const nonEmpty = [...ctx.clusterSizes.keys()].filter((k) => ctx.clusterSizes[k]! > 0);
+  let next = nonEmpty.length > 0 ? load(nonEmpty[0]!) : null;
+  for (let i = 0; i < nonEmpty.length; i++) {
+    const { k, own, embeddings } = await next!;
+    next = i + 1 < nonEmpty.length ? load(nonEmpty[i + 1]!) : null;
+    const kmeansWritten = writeClusterKmeansResults(ctx, k, own, embeddings);
+    kmeansWritten.catch(() => undefined); // awaited below
     const { score, maxIndex, pairs } = await pairwiseClusterScores(ctx.kernel, embeddings, ctx.dim, ctx.config.pairwiseBatchSize);
     ctx.pairsCompared += pairs;
-    await writePairwiseResults(ctx.stagingDir, k, own.ids, Array.from(maxIndex, (i) => own.ids[i]!), score, types);
+    await writePairwiseResults(ctx.stagingDir, k, own.ids, Array.from(maxIndex, (j) => own.ids[j]!), score, types);
+    await kmeansWritten;
     ctx.progress.increment(own.rows.length);
   }
   ctx.progress.stop();
