@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark, side by side with its competitor, in one run.
  *   kernels  — pairwise and assignment GFLOP/s vs NumPy/OpenBLAS (bench/kernels.ts)
  *   e2e      — `semdedup run` vs the NumPy + pyarrow port, wall time and peak RSS (bench/e2e.ts)
- *   stream   — clips/s drained from a real broker, JSON and Arrow (bench/stream.ts, when present)
+ *   stream   — clips/s drained from a real broker (JSON and Arrow) and verdict latency at 1k clips/s (bench/stream.ts)
  * Pass names to run a subset: `npm run bench -- kernels`.
  */
 import { spawnSync } from 'node:child_process';
