@@ -9,7 +9,7 @@ import { reportRejected, noValidRows } from '../batch/ingest.js';
 import { writeDuplicates } from '../batch/identify.js';
 import type { Logger } from '../runtime/logging.js';
 import type { ClipBatch, IdType, MetadataValue } from '../shared/types.js';
-import { createKafkaClient, createKafkaSource } from '../sources/kafka/index.js';
+import { createKafkaClient, createKafkaSource, ensureTopics } from '../sources/kafka/index.js';
 import { decodeKafkaRecords } from '../sources/kafka/decode.js';
 import { readInputSchema, resolveInputFiles } from '../sources/index.js';
 import { createKafkaSink } from '../sinks/kafka/index.js';
@@ -53,7 +53,17 @@ export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<
     { centroids, dim, rankSpec, idType: schema.idType, kernel: ctx.kernel, eps: config.eps ?? 0, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields },
     ctx.stateStore,
   );
-  if (config.outputTopic) ctx.sink = await createKafkaSink(kafkaClient(ctx, log));
+  if (config.outputTopic) {
+    const client = kafkaClient(ctx, log);
+    const admin = await client.connectAdmin();
+    try {
+      // The same keyed, compacted changelog `stream` publishes to.
+      await ensureTopics(admin, [{ topic: config.outputTopic, numPartitions: 4, config: { 'cleanup.policy': 'compact' } }], log);
+    } finally {
+      await admin.close();
+    }
+    ctx.sink = await createKafkaSink(client);
+  }
   log.info({ files: ctx.files.length, clusters: k, dim, stateClips: ctx.engine.size, state: config.state ?? null }, 'replay state ready');
 }
 

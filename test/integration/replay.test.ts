@@ -8,7 +8,7 @@ import { createProgress } from '../../src/runtime/progress.js';
 import { replayConfigSchema, runConfigSchema } from '../../src/shared/config.js';
 import { makeRows, prng, readParquetRows, tempDir, writeRowsParquet } from '../helpers/fixtures.js';
 import type { RefRow } from '../helpers/reference.js';
-import { batchDuplicates, brokersFromEnv, latestVerdicts, produce, shuffled, stream, uniqueName, writeCentroids, writeFixture } from '../helpers/stream.js';
+import { batchDuplicates, brokersFromEnv, latestVerdicts, produce, shuffled, stream, uniqueName, verdictDifferences, writeCentroids, writeFixture } from '../helpers/stream.js';
 
 const quiet = { logger: silentLogger(), progress: createProgress(false) };
 
@@ -106,6 +106,21 @@ describe('replay with Kafka', () => {
     const km = await readParquetRows(join(dir, 'replayed', 'kmeans_results', '*', '*.parquet'), 'ORDER BY id');
     expect(km.length).toBe(260);
     expect(typeof km[0]!.duration_s).toBe('number');
+  });
+
+  it('--output-topic publishes the duplicate verdicts; their latest values equal the run duplicates', async () => {
+    const { rows, centers } = makeRows({ n: 240, dim: 16, centers: 4, seed: 45 });
+    const dir = tempDir();
+    const parts = await writeParts(dir, rows, 3, 7);
+    const all = await writeFixture(dir, 'all', rows);
+    const centroids = writeCentroids(dir, centers);
+    const outputTopic = uniqueName('replay-dups');
+    const eps = 0.02;
+    const summary = await runReplay(replayConfigSchema.parse({ input: parts, output: join(dir, 'replayed'), centroids, eps, outputTopic, brokers, flushMaxRows: 16, batchRows: 50 }), quiet);
+    expect(summary.verdicts_published).toBeGreaterThan(0);
+    const expected = await batchDuplicates(all, join(dir, 'batch'), centroids, eps);
+    expect(expected.size).toBeGreaterThan(5);
+    expect(verdictDifferences(await latestVerdicts(brokers, outputTopic), expected)).toEqual([]);
   });
 
   it('history replayed into a state, continued by `semdedup stream` on new clips, equals run over old + new', async () => {
