@@ -121,7 +121,8 @@ export async function identifyFromRun(outputDir: string, eps: number, options: {
   return { output: outputDir, eps, threshold: 1 - eps, rows, duplicates, kept: rows - duplicates, previous, duplicatesDir: join(outputDir, 'duplicates') };
 }
 
-async function readSummary(path: string): Promise<Record<string, unknown>> {
+/** A run's summary.json as an object; a missing one means the run did not finish. */
+export async function readSummary(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');

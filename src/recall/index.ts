@@ -14,11 +14,11 @@
  *
  * The result goes into the run's summary.json as `recall` (and `semdedup inspect` shows it).
  */
-import { rename, writeFile, readFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { assignToCentroids, createRng, sampleSortedIndices, secondNearestCentroids } from '../assign/index.js';
 import { loadCentroids } from '../assign/centroids.js';
-import { assertRunOutput, openRunStore } from '../identify/index.js';
+import { assertRunOutput, openRunStore, readSummary } from '../identify/index.js';
 import { createKernel, similarityPairsAbove } from '../kernels/index.js';
 import type { BackendName, SimilarityKernel } from '../kernels/types.js';
 import type { Logger } from '../runtime/logging.js';
@@ -362,21 +362,6 @@ function round(x: number, digits: number): number {
   return Number(x.toFixed(digits));
 }
 
-async function readSummary(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new InputError('missing: the run in this folder did not finish; run it again', { context: { file: path } });
-  }
-  try {
-    const parsed = JSON.parse(text) as unknown;
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>;
-  } catch {
-    // fall through
-  }
-  throw new InputError('not a semdedup summary (expected a JSON object)', { context: { file: path } });
-}
 
 async function writeSummary(path: string, summary: object): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;

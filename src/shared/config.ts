@@ -18,7 +18,7 @@ export const DEFAULT_PROBE_MARGIN = 0.003;
  * the CLI's kebab-case (`n-clusters`) or snake_case (`n_clusters`). Precedence: defaults <
  * config file < SEMDEDUP_* env vars < CLI flags.
  */
-const rankingColumn = z
+export const rankingColumn = z
   .string()
   .regex(/^[A-Za-z_][\w.]*:(asc|desc)$/, 'expected column:asc or column:desc')
   .transform((s): RankingColumn => {
@@ -26,7 +26,7 @@ const rankingColumn = z
     return { column, order };
   });
 
-const stringList = z.preprocess(
+export const stringList = z.preprocess(
   (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
   z.array(z.string().min(1)),
 );

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InputError } from './errors.js';
-import type { RankingColumn } from './types.js';
+import { rankingColumn, stringList } from './config.js';
 
 /**
  * Settings of `semdedup stream` and `semdedup produce`, in the style of `runConfigSchema`:
@@ -9,19 +9,6 @@ import type { RankingColumn } from './types.js';
  * config file or KAFKA_* env vars only (never flags, which other users can read in `ps`), and are
  * never logged (`redactStreamConfig`).
  */
-const rankingColumn = z
-  .string()
-  .regex(/^[A-Za-z_][\w.]*:(asc|desc)$/, 'expected column:asc or column:desc')
-  .transform((s): RankingColumn => {
-    const [column, order] = s.split(':') as [string, 'asc' | 'desc'];
-    return { column, order };
-  });
-
-const stringList = z.preprocess(
-  (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
-  z.array(z.string().min(1)),
-);
-
 const flag = z.preprocess((v) => (v === 'false' || v === '0' ? false : v === 'true' || v === '1' ? true : v), z.boolean());
 
 const kafkaConnection = {
