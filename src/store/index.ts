@@ -34,6 +34,8 @@ export class Store {
     try {
       await connection.run(`ATTACH ${sqlString(path)} AS ${sqlIdent(ATTACHED)} (ROW_GROUP_SIZE ${Math.floor(options.rowGroupSize)})`);
       await connection.run(`USE ${sqlIdent(ATTACHED)}`);
+      // Appends go to the WAL; folding it into the file every 16 MB (the default) rewrote state mid-drain.
+      await connection.run("SET checkpoint_threshold = '256MB'");
     } catch (err) {
       connection.closeSync();
       instance.closeSync();
