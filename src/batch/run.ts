@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { batchTopology } from '../../topologies/batch.js';
 import { createKernel } from '../kernels/index.js';
+import type { BackendName, SimilarityKernel } from '../kernels/types.js';
 import type { Logger } from '../runtime/logging.js';
 import { createProgress, type Progress } from '../runtime/progress.js';
 import { runTopology } from '../runtime/runner.js';
@@ -104,16 +105,29 @@ export function configForSummary<C extends { storageOptions?: StorageOptions }>(
   return config.storageOptions ? { ...config, storageOptions: redactStorageOptions(config.storageOptions) } : config;
 }
 
+/**
+ * What `run` and `replay` do first: clear (or refuse) the output, make the staging folders,
+ * create the kernel, and remove partial outputs on SIGTERM/SIGINT.
+ */
+export async function startOutputJob(
+  config: { output: string; clearOutput: boolean; backend: BackendName; storageOptions?: StorageOptions },
+  logger: Logger,
+  what: string,
+): Promise<{ outputDir: string; staging: StagingDirs; kernel: SimilarityKernel; releaseSignals: () => void }> {
+  const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
+  await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
+  const staging = await createStagingDirs(outputDir);
+  const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
+  const releaseSignals = onTerminate(logger, what, () => staging.remove());
+  return { outputDir, staging, kernel, releaseSignals };
+}
+
 /** `semdedup run`: the batch workflow from inputs to the NeMo output layout. */
 export async function runBatch(config: RunConfig, options: { logger: Logger; progress?: Progress }): Promise<RunSummary> {
   const { logger } = options;
   const started = performance.now();
-  const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
-  await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
-  const staging = await createStagingDirs(outputDir);
+  const { outputDir, staging, kernel, releaseSignals } = await startOutputJob(config, logger, 'run');
   const { stagingDir, workDir } = staging;
-  const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
-  const releaseSignals = onTerminate(logger, 'run', () => staging.remove());
   const ctx: BatchContext = {
     config,
     kernel,

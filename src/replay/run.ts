@@ -1,13 +1,10 @@
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { replayTopology } from '../../topologies/replay.js';
-import { configForSummary, createStagingDirs, prepareOutputDir, publish } from '../batch/run.js';
-import { createKernel } from '../kernels/index.js';
+import { configForSummary, publish, startOutputJob } from '../batch/run.js';
 import type { Logger } from '../runtime/logging.js';
 import { createProgress, type Progress } from '../runtime/progress.js';
 import { runTopology } from '../runtime/runner.js';
-import { onTerminate } from '../runtime/shutdown.js';
 import type { ReplayConfig } from '../shared/config.js';
-import { isRemotePath } from '../storage/index.js';
 import { Store } from '../store/index.js';
 import type { ReplayContext } from './context.js';
 
@@ -30,12 +27,8 @@ export interface ReplaySummary {
 export async function runReplay(config: ReplayConfig, options: { logger: Logger; progress?: Progress }): Promise<ReplaySummary> {
   const { logger } = options;
   const started = performance.now();
-  const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
-  await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
-  const staging = await createStagingDirs(outputDir);
+  const { outputDir, staging, kernel, releaseSignals } = await startOutputJob(config, logger, 'replay');
   const { stagingDir, workDir } = staging;
-  const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
-  const releaseSignals = onTerminate(logger, 'replay', () => staging.remove());
   const ctx: ReplayContext = {
     config,
     kernel,

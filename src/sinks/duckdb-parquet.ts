@@ -39,7 +39,8 @@ import {
   tableToIPC,
 } from 'apache-arrow';
 import { InvariantError } from '../shared/errors.js';
-import type { ColumnSpec, ParquetCompression, ParquetWriteResult } from './parquet/index.js';
+import { syncDir, type ColumnSpec, type ParquetCompression, type ParquetWriteResult } from './parquet/index.js';
+import { sqlIdent, sqlString } from '../store/index.js';
 
 export interface DuckDbParquetWriteOptions {
   /** Rows per row group (default 16384). */
@@ -121,22 +122,7 @@ export async function writeParquetViaDuckDb(
   }
 }
 
-const sqlIdent = (s: string): string => `"${s.replace(/"/g, '""')}"`;
-const sqlString = (s: string): string => `'${s.replace(/'/g, "''")}'`;
 
-async function syncDir(dir: string): Promise<void> {
-  // Makes the rename durable; not every platform lets a folder be opened, so best effort.
-  try {
-    const d = await open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
-  } catch {
-    // ignore
-  }
-}
 
 /**
  * The encapsulated IPC schema message (continuation marker, length, flatbuffer) that Arrow

@@ -2,23 +2,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { mulberry32 } from '../../src/sources/sample.js';
 import type { RefRow } from './reference.js';
 
 export function tempDir(prefix = 'semdedup-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Seeded PRNG (mulberry32) so fixtures are reproducible. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG so fixtures are reproducible (the sample generator's mulberry32). */
+export const prng = mulberry32;
 
 export function gaussian(rand: () => number): number {
   return Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());

@@ -256,7 +256,8 @@ export async function openParquetWriter(filePath: string, options: ParquetWriteO
   return writer;
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsync a folder so a rename in it is durable (best effort: not every platform allows it). */
+export async function syncDir(dir: string): Promise<void> {
   // Makes the rename durable; not every platform lets a folder be opened, so best effort.
   try {
     const d = await open(dir, 'r');
