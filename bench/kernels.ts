@@ -5,7 +5,10 @@
  * the machine hits both alike; each side reports its best repetition.
  *
  *   npx tsx bench/kernels.ts [--rows 1000,4000,10000] [--dims 768,512] [--block 1024[,2048...]]
- *                            [--centroids 50,1000] [--repeats 3] [--threads 2] [--backend cpu]
+ *                            [--centroids 50,1000] [--repeats 5] [--threads 2] [--backend cpu]
+ *                            [--settle-ms 300] [--out F]
+ *
+ * Each timed repetition starts after --settle-ms of idle (see `settleMs`).
  *
  * FLOPs: 2·d per (query, candidate) pair actually multiplied. NumPy's pairwise multiplies, per
  * block [s, e), (e - s) queries × (e - 1) candidates (the whole diagonal block, then masks it);
@@ -35,6 +38,7 @@ const { values: args } = parseArgs({
     centroids: { type: 'string', default: '50,1000' },
     repeats: { type: 'string', default: '5' },
     threads: { type: 'string', default: '2' },
+    'settle-ms': { type: 'string', default: '300' },
     backend: { type: 'string', default: 'cpu' },
     out: { type: 'string', default: join(here, 'results', 'kernels.json') },
   },
@@ -42,6 +46,14 @@ const { values: args } = parseArgs({
 const list = (s: string) => s.split(',').filter(Boolean).map(Number);
 const threads = Number(args.threads);
 const repeats = Number(args.repeats);
+/**
+ * Pause before each timed repetition of either side. OpenBLAS's worker threads busy-wait after a
+ * call (OPENBLAS_THREAD_TIMEOUT: 2^28 cycles by default, ~0.1 s) before they sleep, so without a
+ * pause they hold both cores while our run right after NumPy's starts; onnxruntime's threads do
+ * not spin (allow_spinning=0), so the penalty only ever hit our side.
+ */
+const settleMs = Number(args['settle-ms']);
+const settle = () => new Promise<void>((resolve) => setTimeout(resolve, settleMs));
 
 /** Seeded unit-length rows (mulberry32 + Box–Muller): deterministic data, like the real input. */
 function unitRows(rows: number, dim: number, seed: number): Float32Array {
@@ -155,7 +167,9 @@ for (const c of cases) {
   let ours = Infinity;
   let theirs = Infinity;
   for (let r = 0; r < repeats; r++) {
+    await settle();
     ours = Math.min(ours, await seconds(job));
+    await settle();
     theirs = Math.min(theirs, await numpy.run());
   }
   const np = { seconds: theirs };

@@ -19,29 +19,19 @@
  * as centroids, eps 0.01. Writes bench/results/stream.json.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { writeNpy } from '../src/assign/npy.js';
-import { createLogger } from '../src/runtime/logging.js';
 import { produceConfigSchema, streamConfigSchema } from '../src/shared/stream-config.js';
 import { clipMessagesJson, createKafkaSink } from '../src/sinks/kafka/index.js';
 import type { KafkaOutMessage } from '../src/sinks/kafka/index.js';
 import { writeParquetFile } from '../src/sinks/parquet/index.js';
-import { generateSampleClips, sampleDirections } from '../src/sources/sample.js';
 import { createKafkaClient, createKafkaSource, ensureTopics } from '../src/sources/kafka/index.js';
 import type { KafkaRecord } from '../src/sources/kafka/index.js';
 import { produceClips } from '../src/stream/produce.js';
 import { runStream } from '../src/stream/run.js';
+import { benchBrokers, benchLogger, parseFlags, ROOT, sampleWithCentroids, writeResults } from './stream-setup.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i++) {
-  const name = process.argv[i]!.replace(/^--/, '');
-  const next = process.argv[i + 1];
-  if (next === undefined || next.startsWith('--')) args.set(name, 'true');
-  else args.set(name, process.argv[++i]!);
-}
+const args = parseFlags();
 const rows = Number(args.get('rows') ?? 50000);
 const dim = Number(args.get('dim') ?? 768);
 const clusters = Number(args.get('clusters') ?? 50);
@@ -52,18 +42,15 @@ const repeat = Number(args.get('repeat') ?? 1);
 const rate = Number(args.get('rate') ?? 1000);
 const seconds = Number(args.get('seconds') ?? 20);
 const warmup = 500;
-const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
-const logger = createLogger({ level: process.env.SEMDEDUP_LOG_LEVEL ?? 'warn' });
+const brokers = benchBrokers();
+const logger = benchLogger();
 const run = `${Date.now().toString(36)}`;
 const eps = 0.01;
 
 const latencyClips = Math.round(rate * seconds);
 const totalRows = Math.max(rows, args.has('skip-latency') ? 0 : latencyClips + warmup);
 const dir = path.join(ROOT, '.data', `bench-stream-${totalRows}x${dim}`);
-mkdirSync(dir, { recursive: true });
-const clips = generateSampleClips({ rows: totalRows, dim, clusters, seed: 1, duplicateFraction: 0.05 });
-const centroids = path.join(dir, 'centroids.npy');
-writeNpy(centroids, sampleDirections({ dim, clusters, seed: 1 }), [clusters, dim]);
+const { clips, centroids } = sampleWithCentroids(dir, { rows: totalRows, dim, clusters });
 
 const client = createKafkaClient({ brokers, logger });
 const admin = await client.connectAdmin();
@@ -118,8 +105,7 @@ try {
 } finally {
   await admin.close();
 }
-mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
-writeFileSync(path.join(ROOT, 'bench', 'results', 'stream.json'), JSON.stringify(results, null, 2) + '\n');
+writeResults('stream', results);
 
 // ---------------------------------------------------------------------------------------------
 

@@ -3,7 +3,10 @@
 # SIGKILL. Idempotent: when it is not running it says so and exits 0. Data in .kafka/data is
 # kept; delete .kafka/data for a fresh cluster (kafka-up formats it again).
 #
-# Env (optional): KAFKA_STOP_TIMEOUT_S (default 30), KAFKA_HOME_DIR (default <repo>/.kafka)
+# Env (optional), as for kafka-up.sh: KAFKA_STOP_TIMEOUT_S (default 30), KAFKA_HOME_DIR
+# (default <repo>/.kafka: the broker whose kafka.pid is there is the one stopped), KAFKA_PORT
+# (when set, the broker is stopped only if it is the one on that port: a guard against stopping
+# another broker by a wrong KAFKA_HOME_DIR). KAFKA_LIB_DIR is accepted and not needed here.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +30,12 @@ if [[ "$cmd" != *" kafka.Kafka "* ]]; then
   say "not running (stale pid file removed)"
   rm -f "$PID_FILE"
   exit 0
+fi
+
+running_port="$(cat "$KAFKA_HOME_DIR/kafka.port" 2>/dev/null || echo 9092)"
+if [[ -n "${KAFKA_PORT:-}" && "$KAFKA_PORT" != "$running_port" ]]; then
+  echo "kafka-down: error: the broker of $KAFKA_HOME_DIR (pid $pid) runs on port $running_port, not KAFKA_PORT=$KAFKA_PORT; not stopping it" >&2
+  exit 1
 fi
 
 t0=$SECONDS

@@ -17,6 +17,8 @@
 #   KAFKA_JVM_OPTS          extra JVM options
 #   KAFKA_START_TIMEOUT_S   how long to wait for the broker (default 90)
 #   KAFKA_HOME_DIR          state folder (default <repo>/.kafka)
+#   KAFKA_LIB_DIR           the broker's classpath (default $KAFKA_HOME_DIR/lib): a second broker
+#                           with its own KAFKA_HOME_DIR can reuse <repo>/.kafka/lib (no Maven)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +30,7 @@ KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 KAFKA_START_TIMEOUT_S="${KAFKA_START_TIMEOUT_S:-90}"
 
 POM="$ROOT/scripts/kafka/pom.xml"
-LIB="$KAFKA_HOME_DIR/lib"
+LIB="${KAFKA_LIB_DIR:-$KAFKA_HOME_DIR/lib}"
 DATA="$KAFKA_HOME_DIR/data"
 PROPS="$KAFKA_HOME_DIR/server.properties"
 LOG4J="$KAFKA_HOME_DIR/log4j.properties"
@@ -98,7 +100,8 @@ else
   command -v mvn >/dev/null || die "mvn not found and $LIB is not populated (Maven 3.8+ is needed once)"
   say "fetching the Kafka broker with Maven into $LIB (first run only)..."
   t0="$(now_ms)"
-  tmp_lib="$KAFKA_HOME_DIR/lib.tmp"
+  mkdir -p "$(dirname "$LIB")"
+  tmp_lib="$LIB.tmp.$$"
   rm -rf "$tmp_lib"
   if ! mvn -q -B -f "$POM" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$tmp_lib" >"$KAFKA_HOME_DIR/mvn.log" 2>&1; then

@@ -6,7 +6,8 @@
  * Every nearest-centroid search goes through `SimilarityKernel.nearestCentroid`, so a fast
  * backend speeds up init and iterations alike. Data is read through a `RowSource`, chunk by
  * chunk, so a spilled file is streamed rather than held in memory a second time. Per-row state
- * is at most 8 bytes a row (the D² and owner arrays of the inits).
+ * is at most 16 bytes a row (row norms |x|², float64 and float32, computed once per fit; D² in
+ * k-means++, D² and owner in k-means||).
  */
 import type { SimilarityKernel } from '../kernels/types.js';
 import { InputError, invariant } from '../shared/errors.js';
@@ -201,7 +202,9 @@ async function initRandom(source: RowSource, k: number, rng: Rng): Promise<Float
  * Standard k-means++ (Arthur & Vassilvitskii): the first centre uniform (or ∝ weight), each next
  * one drawn ∝ weight × D², D² being the squared distance to the nearest centre so far. D² is
  * updated incrementally, against the newly added centre only, so the cost is O(n·k·d) in k − 1
- * passes. Returns the chosen row indices in order of choice.
+ * passes. Returns the chosen row indices in order of choice. D² is float64 from the row norms and
+ * the dot products (float32 from a backend's `rowDots`, float64 from the JS loop), so backends may
+ * differ in the last bits of D², and rarely in a draw.
  */
 async function seedPlusPlus(
   source: RowSource,
@@ -210,12 +213,14 @@ async function seedPlusPlus(
   kernel: SimilarityKernel,
   chunkRows: number | undefined,
   weights?: Float64Array,
+  knownRowNorms?: Float64Array,
 ): Promise<Int32Array> {
   const { rows: n, dim } = source;
   const chosen = new Int32Array(k);
   const taken = new Set<number>();
   const minD2 = new Float32Array(n).fill(Infinity);
-  const rowNorms = new Float64Array(n);
+  // |x|² per row: given by the caller (computed once per fit) or in the first pass below.
+  const rowNorms = knownRowNorms ?? new Float64Array(n);
   const mass = (i: number): number => (weights ? weights[i]! : 1) * minD2[i]!;
 
   let pick: number;
@@ -233,13 +238,15 @@ async function seedPlusPlus(
     const centre = await source.readRows(Int32Array.of(pick));
     let cc = 0;
     for (let j = 0; j < dim; j++) cc += centre[j]! * centre[j]!;
-    // One centre at a time is a matrix-vector product: a tight JS loop beats a kernel call per
-    // chunk here (memory-bound, no GEMM to batch), and gives the same D² on every backend.
+    // One centre at a time is a matrix-vector product, memory-bound: the kernel's `rowDots` (MLAS
+    // GEMV, ~7 ms per 50k × 768 pass) when it has one, else a tight JS loop (~45 ms a pass).
     await source.forEachChunk(async (chunk, first) => {
       const rows = chunk.length / dim;
-      if (step === 0) for (let r = 0; r < rows; r++) rowNorms[first + r] = dotRows(chunk, r * dim, chunk, r * dim, dim);
+      if (step === 0 && !knownRowNorms) for (let r = 0; r < rows; r++) rowNorms[first + r] = dotRows(chunk, r * dim, chunk, r * dim, dim);
+      const dots = kernel.rowDots ? await kernel.rowDots(chunk, centre, dim) : null;
       for (let r = 0; r < rows; r++) {
-        const d2 = rowNorms[first + r]! - 2 * dotRows(chunk, r * dim, centre, 0, dim) + cc;
+        const dot = dots ? dots[r]! : dotRows(chunk, r * dim, centre, 0, dim);
+        const d2 = rowNorms[first + r]! - 2 * dot + cc;
         const d = d2 > 0 ? d2 : 0;
         if (d < minD2[first + r]!) minD2[first + r] = d;
       }
@@ -247,9 +254,11 @@ async function seedPlusPlus(
     // A chosen row must never be drawn again, even if a backend's rounding leaves it at 1e-7.
     minD2[pick] = 0;
     let total = 0;
-    for (let i = 0; i < n; i++) total += mass(i);
+    if (weights) for (let i = 0; i < n; i++) total += mass(i);
+    else for (let i = 0; i < n; i++) total += minD2[i]!; // the same sum without a call per row
     // No mass left: fewer distinct rows than k. Pad with unused rows; Lloyd's re-seeds the empties.
-    pick = total > 0 ? drawProportional(n, mass, total, rng) : pickFreeRow(n, taken, rng);
+    if (!(total > 0)) pick = pickFreeRow(n, taken, rng);
+    else pick = weights ? drawProportional(n, mass, total, rng) : drawProportionalTo(minD2, total, rng);
   }
   return chosen;
 }
@@ -285,6 +294,22 @@ function drawProportional(n: number, mass: (i: number) => number, total: number,
   }
   invariant(lastPositive >= 0, 'drawProportional called without positive mass');
   return lastPositive; // rounding left target ≥ the running sum
+}
+
+/** `drawProportional` with mass(i) = values[i]: the same draw, without a call per row (hot loop). */
+function drawProportionalTo(values: Float32Array, total: number, rng: Rng): number {
+  const target = rng.nextFloat() * total;
+  let acc = 0;
+  let lastPositive = -1;
+  for (let i = 0; i < values.length; i++) {
+    const m = values[i]!;
+    if (m <= 0) continue;
+    acc += m;
+    lastPositive = i;
+    if (acc > target) return i;
+  }
+  invariant(lastPositive >= 0, 'drawProportionalTo called without positive mass');
+  return lastPositive;
 }
 
 /**
@@ -444,6 +469,8 @@ class FarthestRows {
 
 interface LloydParams {
   readonly k: number;
+  /** |x|² per row (float32), for the kernel's `nearestCentroidSums`; null: sum rows in JS. */
+  readonly rowNorm2: Float32Array | null;
   readonly maxIter: number;
   readonly tolAbs: number;
   readonly kernel: SimilarityKernel;
@@ -477,15 +504,21 @@ async function lloyd(source: RowSource, initial: Float32Array, p: LloydParams): 
     const far = new FarthestRows(Math.min(k, source.rows));
     let inertia = 0;
     const current = centroids;
+    const rowNorm2 = p.rowNorm2;
     await source.forEachChunk(async (chunk, first) => {
-      const { index, dist2 } = await kernel.nearestCentroid(chunk, current, dim);
+      const rows = chunk.length / dim;
+      // The kernel's fused pass (assignment + per-centroid sums, float32 per chunk, added up in
+      // float64 here, as the NumPy port's one-hot sgemm does), else sums in a float64 JS loop.
+      const fused = kernel.nearestCentroidSums && rowNorm2 ? await kernel.nearestCentroidSums(chunk, current, dim, rowNorm2.subarray(first, first + rows)) : null;
+      const { index, dist2 } = fused ?? (await kernel.nearestCentroid(chunk, current, dim));
+      if (fused) for (let i = 0; i < sums.length; i++) sums[i]! += fused.sums[i]!;
       for (let r = 0; r < index.length; r++) {
         const c = index[r]!;
-        invariant(c >= 0 && c < k, `kernel returned centroid ${c} for k=${k}`);
+        if (!(c >= 0 && c < k)) invariant(false, `kernel returned centroid ${c} for k=${k}`); // message built only on failure (hot loop)
         const d = dist2[r]! > 0 ? dist2[r]! : 0;
         inertia += d;
         counts[c]! += 1;
-        addRow(sums, c * dim, chunk, r * dim, dim);
+        if (!fused) addRow(sums, c * dim, chunk, r * dim, dim);
         far.offer(d, first + r, c);
       }
     }, p.chunkRows);
@@ -519,6 +552,17 @@ async function lloyd(source: RowSource, initial: Float32Array, p: LloydParams): 
   // is the last pass's.
   const inertia = lastShift === 0 ? lastInertia : await inertiaOf(source, centroids, kernel, p.chunkRows);
   return { centroids, iterations, inertia, converged, emptyClustersReseeded: reseeded };
+}
+
+/** |x|² of every row (float64), once per fit: for k-means++ and (as float32) `nearestCentroidSums`. */
+async function rowNormsSquared(source: RowSource, chunkRows: number | undefined): Promise<Float64Array> {
+  const { rows, dim } = source;
+  const out = new Float64Array(rows);
+  await source.forEachChunk((chunk, first) => {
+    const n = chunk.length / dim;
+    for (let r = 0; r < n; r++) out[first + r] = dotRows(chunk, r * dim, chunk, r * dim, dim);
+  }, chunkRows);
+  return out;
 }
 
 /** sums[so..so+dim) += x[xo..xo+dim); unrolled by 4, which V8 runs ~1.6× faster (hot loop). */
@@ -632,7 +676,10 @@ export async function fitKMeans(source: RowSource, options: KMeansOptions): Prom
     fitSource = rowSourceFromArray(data, dim);
   }
 
-  const tolAbs = tol * (await meanFeatureVariance(fitSource, chunkRows));
+  // tol 0 (run to max_iter or to a fixed point) needs no variance pass.
+  const tolAbs = tol === 0 ? 0 : tol * (await meanFeatureVariance(fitSource, chunkRows));
+  const norms = init === 'k-means++' || kernel.nearestCentroidSums ? await rowNormsSquared(fitSource, chunkRows) : undefined;
+  const rowNorm2 = kernel.nearestCentroidSums && norms ? Float32Array.from(norms) : null;
 
   let best: (LloydResult & { run: number }) | undefined;
   for (let run = 0; run < nInit; run++) {
@@ -640,9 +687,9 @@ export async function fitKMeans(source: RowSource, options: KMeansOptions): Prom
     let initial: Float32Array;
     if (init instanceof Float32Array) initial = Float32Array.from(init);
     else if (init === 'random') initial = await initRandom(fitSource, k, rng);
-    else if (init === 'k-means++') initial = await fitSource.readRows(await seedPlusPlus(fitSource, k, rng, kernel, chunkRows));
+    else if (init === 'k-means++') initial = await fitSource.readRows(await seedPlusPlus(fitSource, k, rng, kernel, chunkRows, undefined, norms));
     else initial = await initParallel(fitSource, k, rng, kernel, chunkRows, oversamplingFactor, parallelRounds);
-    const result = await lloyd(fitSource, initial, { k, maxIter, tolAbs, kernel, chunkRows, run, onProgress });
+    const result = await lloyd(fitSource, initial, { k, rowNorm2, maxIter, tolAbs, kernel, chunkRows, run, onProgress });
     if (!best || result.inertia < best.inertia) best = { ...result, run };
   }
   invariant(best, 'no k-means run');
@@ -700,7 +747,7 @@ export async function assignToCentroids(
   const norms = centroidNorms(centroids, dim);
   for (let r = 0; r < n; r++) {
     const c = centroid[r]!;
-    invariant(c >= 0 && c < k, `kernel returned centroid ${c} for k=${k}`);
+    if (!(c >= 0 && c < k)) invariant(false, `kernel returned centroid ${c} for k=${k}`);
     const xo = r * dim;
     const co = c * dim;
     let d2 = 0;

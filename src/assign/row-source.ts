@@ -54,7 +54,7 @@ export function rowSourceFromArray(data: Float32Array, dim: number): RowSource {
       const out = new Float32Array(indices.length * dim);
       for (let i = 0; i < indices.length; i++) {
         const row = indices[i]!;
-        invariant(row >= 0 && row < rows, `row index ${row} out of range [0, ${rows})`);
+        if (!(row >= 0 && row < rows)) invariant(false, `row index ${row} out of range [0, ${rows})`); // message only on failure (hot loop)
         out.set(data.subarray(row * dim, (row + 1) * dim), i * dim);
       }
       return out;
@@ -156,7 +156,7 @@ export function createFileRowSource(path: string, dim: number): RowSource {
       if (m === 0) return out;
       for (let i = 0; i < m; i++) {
         const row = indices[i]!;
-        invariant(row >= 0 && row < rows, `row index ${row} out of range [0, ${rows})`);
+        if (!(row >= 0 && row < rows)) invariant(false, `row index ${row} out of range [0, ${rows})`); // message only on failure (hot loop)
       }
       // Visit rows in file order and merge adjacent (or repeated) rows into one read.
       const order = new Uint32Array(m);

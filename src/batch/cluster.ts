@@ -4,10 +4,13 @@ import { readCentroids } from '../assign/centroids.js';
 import { writeNpy } from '../assign/npy.js';
 import type { Logger } from '../runtime/logging.js';
 import { InputError } from '../shared/errors.js';
-import { writeParquetFile } from '../sinks/parquet/index.js';
+import { writeParquetFast } from '../sinks/plain-parquet.js';
 import { rankOrderBySql } from '../rank/index.js';
 import { sqlString } from '../store/index.js';
 import type { BatchContext } from './context.js';
+
+/** Work files DuckDB reads once in this run: no fsync (removed with the work folder, even after a crash). */
+const SCRATCH = { durable: false } as const;
 
 /** Load `--centroids` (NeMo's kmeans_centroids.npy) or fit k-means on the spilled embeddings. */
 export async function fitOrLoadCentroids(ctx: BatchContext, log: Logger): Promise<void> {
@@ -46,10 +49,10 @@ export async function fitOrLoadCentroids(ctx: BatchContext, log: Logger): Promis
   }
   await writeNpy(join(ctx.stagingDir, 'kmeans_centroids.npy'), ctx.centroids, [ctx.clusters, ctx.dim]);
   const centroidsParquet = join(ctx.workDir, 'centroids.parquet');
-  await writeParquetFile(centroidsParquet, [
+  await writeParquetFast(centroidsParquet, [
     { name: 'centroid', type: 'int32', values: Int32Array.from({ length: ctx.clusters }, (_, i) => i) },
     { name: 'embedding', type: 'fixed-list-float32', values: ctx.centroids, listSize: ctx.dim },
-  ]);
+  ], SCRATCH);
   await ctx.store!.run(`CREATE OR REPLACE TABLE centroids AS SELECT * FROM read_parquet(${sqlString(centroidsParquet)})`);
 }
 
@@ -81,13 +84,13 @@ export async function assignClips(ctx: BatchContext, log: Logger): Promise<void>
   });
   ctx.progress.stop();
   const assignPath = join(ctx.workDir, 'assign.parquet');
-  await writeParquetFile(assignPath, [
+  await writeParquetFast(assignPath, [
     { name: 'row', type: 'int32', values: Int32Array.from({ length: ctx.rows }, (_, i) => i) },
     { name: 'centroid', type: 'int32', values: centroid },
     { name: 'l2_dist_to_cent', type: 'float32', values: l2 },
     { name: 'cosine_dist_to_cent', type: 'float32', values: cos },
     { name: 'probe_centroid', type: 'int32', values: probe },
-  ]);
+  ], SCRATCH);
   for (const { column } of ctx.rankSpec.ranking) {
     if (!(column in ctx.metadataTypes)) {
       throw new InputError(`ranking column "${column}" is not among the metadata fields (${Object.keys(ctx.metadataTypes).join(', ') || 'none'}); add it to --metadata-fields`, { context: { field: 'ranking' } });

@@ -7,10 +7,14 @@ import type { Logger } from '../runtime/logging.js';
 import { InputError } from '../shared/errors.js';
 import { readInputSchema, resolveInputFiles } from '../sources/index.js';
 import { writeParquetFile } from '../sinks/parquet/index.js';
+import { writeParquetFast } from '../sinks/plain-parquet.js';
 import { createValidationState, type RejectedClip } from '../validate/index.js';
 import { forEachValidBatch } from '../validate/read-validated.js';
 import { idColumn, metadataColumns } from './columns.js';
 import type { BatchContext } from './context.js';
+
+/** Work files DuckDB reads once in this run: no fsync (removed with the work folder, even after a crash). */
+const SCRATCH = { durable: false } as const;
 
 /**
  * Read every input as a stream of record batches, validate, normalize, and keep: embeddings in
@@ -50,12 +54,12 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
         rowIndex[i] = rows + i;
         hashes[i] = rankHash(ok.ids[i]!, config.seed);
       }
-      await writeParquetFile(join(rowsDir, `part-${String(part++).padStart(5, '0')}.parquet`), [
+      await writeParquetFast(join(rowsDir, `part-${String(part++).padStart(5, '0')}.parquet`), [
         { name: 'row', type: 'int32', values: rowIndex },
         idColumn('id', ok.ids, ok.idType),
         { name: 'rank_hash', type: 'float64', values: hashes },
         ...metadataColumns(ok.metadata, ctx.metadataTypes),
-      ]);
+      ], SCRATCH);
       rows += n;
       ctx.dim = ok.dim;
     },

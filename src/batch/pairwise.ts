@@ -4,7 +4,9 @@ import { pairwiseClusterScores, ProbedScores, rankedPairsCompared, rankedSetMax 
 import type { Logger } from '../runtime/logging.js';
 import { invariant } from '../shared/errors.js';
 import type { MetadataValue } from '../shared/types.js';
+import { writeParquetFast } from '../sinks/plain-parquet.js';
 import { writeKmeansResults, writePairwiseResults } from '../sinks/nemo-layout.js';
+import { sqlIdent } from '../store/index.js';
 import type { BatchContext } from './context.js';
 
 /**
@@ -35,7 +37,7 @@ export async function pairwiseAllClusters(ctx: BatchContext, log: Logger): Promi
     kmeansWritten.catch(() => undefined); // awaited below
     const { score, maxIndex, pairs } = await pairwiseClusterScores(ctx.kernel, embeddings, ctx.dim, ctx.config.pairwiseBatchSize);
     ctx.pairsCompared += pairs;
-    await writePairwiseResults(ctx.stagingDir, k, own.ids, Array.from(maxIndex, (j) => own.ids[j]!), score, types);
+    await writePairwiseResults(ctx.stagingDir, k, own.ids, Array.from(maxIndex, (j) => own.ids[j]!), score, types, writeParquetFast);
     await kmeansWritten;
     ctx.progress.increment(own.rows.length);
   }
@@ -50,9 +52,11 @@ interface OwnClips {
   readonly cols: Record<string, unknown[]>;
 }
 
-/** One cluster's own clips in rank order, with every column of `clips`. */
+/** One cluster's own clips in rank order, with the columns of `clips` the outputs need. */
 async function readOwnClips(ctx: BatchContext, k: number): Promise<OwnClips> {
-  const cols = await ctx.store!.columns(`SELECT * FROM clips WHERE centroid = ${k} ORDER BY rank_pos`);
+  // Only what kmeans_results and the pairwise need: every column is converted to JS values.
+  const columns = ['row', 'id', 'global_pos', 'l2_dist_to_cent', 'cosine_dist_to_cent', ...Object.keys(ctx.metadataTypes)].map(sqlIdent).join(', ');
+  const cols = await ctx.store!.columns(`SELECT ${columns} FROM clips WHERE centroid = ${k} ORDER BY rank_pos`);
   return {
     rows: Int32Array.from(cols.row as number[]),
     ids: (cols.id as unknown[]).map((v) => String(v)),
@@ -61,6 +65,10 @@ async function readOwnClips(ctx: BatchContext, k: number): Promise<OwnClips> {
   };
 }
 
+/**
+ * Output files go through the plain Parquet writer (the embeddings' bytes as they are), not
+ * parquet-wasm, whose list encoding cost about as much as the pairwise kernel (plain-parquet.ts).
+ */
 async function writeClusterKmeansResults(ctx: BatchContext, k: number, own: OwnClips, embeddings: Float32Array): Promise<void> {
   const metadata: Record<string, MetadataValue[]> = {};
   for (const name of Object.keys(ctx.metadataTypes)) metadata[name] = own.cols[name] as MetadataValue[];
@@ -72,7 +80,7 @@ async function writeClusterKmeansResults(ctx: BatchContext, k: number, own: OwnC
     metadata,
     l2DistToCent: Float32Array.from(own.cols.l2_dist_to_cent as number[]),
     cosineDistToCent: Float32Array.from(own.cols.cosine_dist_to_cent as number[]),
-  }, { idType: ctx.idType, metadataTypes: ctx.metadataTypes });
+  }, { idType: ctx.idType, metadataTypes: ctx.metadataTypes }, writeParquetFast);
 }
 
 /** Clips probed into one cluster (from their own), ascending by global_pos. */
@@ -164,7 +172,7 @@ export async function pairwiseProbedClusters(ctx: BatchContext, log: Logger): Pr
         invariant(winner !== undefined, `no id for the winner at global position ${v.pos} of clip ${id}`);
         return winner;
       });
-      await writePairwiseResults(ctx.stagingDir, k, ids, maxIds, score, { idType: ctx.idType, metadataTypes: ctx.metadataTypes });
+      await writePairwiseResults(ctx.stagingDir, k, ids, maxIds, score, { idType: ctx.idType, metadataTypes: ctx.metadataTypes }, writeParquetFast);
     }
     k0 = k1;
   }

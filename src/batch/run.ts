@@ -1,6 +1,5 @@
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { lstat, mkdir, readdir, rename } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { batchTopology } from '../../topologies/batch.js';
 import { createKernel } from '../kernels/index.js';
 import type { BackendName, SimilarityKernel } from '../kernels/types.js';
@@ -10,10 +9,14 @@ import { runTopology } from '../runtime/runner.js';
 import { onTerminate } from '../runtime/shutdown.js';
 import type { RunConfig } from '../shared/config.js';
 import { InputError } from '../shared/errors.js';
-import { isRemotePath, joinPath, redactStorageOptions, storageFor, type StorageOptions } from '../storage/index.js';
+import { isInside, isRemotePath, joinPath, redactStorageOptions, storageFor, type StorageOptions } from '../storage/index.js';
+import { syncDir } from '../sinks/parquet/index.js';
+import { resolveInputFiles } from '../sources/index.js';
 import { Store } from '../store/index.js';
 import type { RecallResult } from '../recall/index.js';
 import type { BatchContext, ProbeStats } from './context.js';
+import { openPartialRun, PARTIAL_IN_OUTPUT, runIdentity, writeFileDurably, type PartialRun } from './partial-run.js';
+import { killPointsFromEnv, resumableBatchTopology, type ResumeStats } from './resume.js';
 
 export interface RunSummary {
   rows: number;
@@ -31,6 +34,8 @@ export interface RunSummary {
   probe?: ProbeStats;
   /** Written by `semdedup recall` (see src/recall). */
   recall?: RecallResult;
+  /** Only with --resume when a partial run was continued: what it did not have to redo. */
+  resumed?: ResumeStats;
 }
 
 /** Names semdedup writes into an output folder; only these are cleared or published. */
@@ -38,12 +43,12 @@ export const OUTPUT_ENTRIES = ['kmeans_results', 'kmeans_centroids.npy', 'pairwi
 
 /**
  * Check (and with `clear`, empty) the output folder or `s3://` prefix: semdedup's previous
- * entries are removed; anything else there is left alone.
+ * entries are removed; anything else there is left alone (so is a partial run kept inside it).
  */
 export async function prepareOutputDir(outputDir: string, clear: boolean, log: Logger, storage?: StorageOptions): Promise<void> {
   if (!isRemotePath(outputDir)) await mkdir(outputDir, { recursive: true });
   const store = storageFor(outputDir, storage);
-  const existing = (await store.listNames(outputDir)).filter((e) => OUTPUT_ENTRIES.includes(e) || e.startsWith('.semdedup-'));
+  const existing = (await store.listNames(outputDir)).filter((e) => (OUTPUT_ENTRIES.includes(e) || e.startsWith('.semdedup-')) && e !== PARTIAL_IN_OUTPUT);
   if (existing.length === 0) return;
   if (!clear) throw new InputError(`output folder already holds results (${existing.join(', ')}); pass --clear-output to replace them`, { context: { file: outputDir } });
   log.info({ outputDir, removed: existing }, 'clearing previous output');
@@ -59,45 +64,55 @@ export interface StagingDirs {
 }
 
 /**
- * Inside a local output folder, so publishing is a rename on the same file system; for an
- * `s3://` output, in the OS temp folder, from which `publish` uploads.
+ * The partial-run folder of `outputDir` (src/batch/partial-run.ts), fresh: a leftover one is
+ * discarded. `run` uses `openPartialRun` itself to resume.
  */
-export async function createStagingDirs(outputDir: string): Promise<StagingDirs> {
-  const root = isRemotePath(outputDir) ? await mkdtemp(join(tmpdir(), 'semdedup-')) : undefined;
-  const stagingDir = root ? join(root, 'staging') : join(outputDir, `.semdedup-staging-${process.pid}`);
-  const workDir = root ? join(root, 'work') : join(outputDir, `.semdedup-work-${process.pid}`);
-  await mkdir(stagingDir, { recursive: true });
-  await mkdir(workDir, { recursive: true });
-  return {
-    stagingDir,
-    workDir,
-    async remove() {
-      await rm(workDir, { recursive: true, force: true });
-      await rm(stagingDir, { recursive: true, force: true });
-      if (root) await rm(root, { recursive: true, force: true });
-    },
-  };
+export async function createStagingDirs(outputDir: string, log: Logger): Promise<StagingDirs> {
+  const partial = await openPartialRun(outputDir, { resume: false, identity: null, logger: log });
+  return { stagingDir: partial.stagingDir, workDir: partial.workDir, remove: () => partial.remove() };
 }
 
 /**
- * Move every finished output from staging into place; summary.json goes last (it marks
- * completion). For an `s3://` output every entry is uploaded, then summary.json: a reader that
- * waits for summary.json never sees a partial result.
+ * Publish the finished output; summary.json marks completion. Local: summary.json is written
+ * into staging, then, when the output folder is empty (the usual case: new, or cleared), the
+ * staging folder is renamed onto it — one rename, so a reader (or a crash) sees nothing or
+ * everything. When the output folder holds other files, or staging is inside it, entries are
+ * moved one by one and summary.json last. For an `s3://` output every entry is uploaded, then
+ * summary.json: a reader that waits for summary.json never sees a partial result.
+ * `beforeRename` runs just before the first change to the output (a test kill point).
  */
-export async function publish(stagingDir: string, outputDir: string, summary: object, storage?: StorageOptions): Promise<void> {
+export async function publish(stagingDir: string, outputDir: string, summary: object, storage?: StorageOptions, beforeRename?: () => void): Promise<void> {
   const text = JSON.stringify(summary, null, 2) + '\n';
+  const summaryFile = join(stagingDir, 'summary.json');
+  await writeFileDurably(summaryFile, text);
+  beforeRename?.();
   if (isRemotePath(outputDir)) {
     const store = storageFor(outputDir, storage);
-    for (const entry of await readdir(stagingDir)) await store.upload(join(stagingDir, entry), joinPath(outputDir, entry));
-    const summaryFile = join(stagingDir, 'summary.json');
-    await writeFile(summaryFile, text);
+    for (const entry of await readdir(stagingDir)) if (entry !== 'summary.json') await store.upload(join(stagingDir, entry), joinPath(outputDir, entry));
     await store.upload(summaryFile, joinPath(outputDir, 'summary.json'));
     return;
   }
-  for (const entry of await readdir(stagingDir)) await rename(join(stagingDir, entry), join(outputDir, entry));
-  const tmp = join(outputDir, '.semdedup-summary.json.tmp');
-  await writeFile(tmp, text);
-  await rename(tmp, join(outputDir, 'summary.json'));
+  if (await renameOntoEmptyFolder(stagingDir, outputDir)) return;
+  for (const entry of await readdir(stagingDir)) if (entry !== 'summary.json') await rename(join(stagingDir, entry), join(outputDir, entry));
+  await syncDir(outputDir);
+  await rename(summaryFile, join(outputDir, 'summary.json'));
+  await syncDir(outputDir);
+}
+
+/** rename(2) replaces an empty folder atomically; false (nothing moved) when that cannot apply. */
+async function renameOntoEmptyFolder(stagingDir: string, outputDir: string): Promise<boolean> {
+  if (isInside(stagingDir, outputDir)) return false;
+  const st = await lstat(outputDir).catch(() => null);
+  if (st && (!st.isDirectory() || (await readdir(outputDir)).length > 0)) return false;
+  try {
+    await rename(stagingDir, outputDir);
+  } catch (err) {
+    // Something appeared in the output folder meanwhile, or another file system: move entries.
+    if (['ENOTEMPTY', 'EEXIST', 'EXDEV', 'EBUSY', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '')) return false;
+    throw err;
+  }
+  await syncDir(dirname(outputDir));
+  return true;
 }
 
 /** The config as written to summary.json and --json: storage credentials redacted. */
@@ -106,7 +121,7 @@ export function configForSummary<C extends { storageOptions?: StorageOptions }>(
 }
 
 /**
- * What `run` and `replay` do first: clear (or refuse) the output, make the staging folders,
+ * What `replay` does first: clear (or refuse) the output, make the staging folders,
  * create the kernel, and remove partial outputs on SIGTERM/SIGINT.
  */
 export async function startOutputJob(
@@ -115,8 +130,13 @@ export async function startOutputJob(
   what: string,
 ): Promise<{ outputDir: string; staging: StagingDirs; kernel: SimilarityKernel; releaseSignals: () => void }> {
   const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
-  await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
-  const staging = await createStagingDirs(outputDir);
+  const staging = await createStagingDirs(outputDir, logger);
+  try {
+    await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
+  } catch (err) {
+    await staging.remove();
+    throw err;
+  }
   const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
   const releaseSignals = onTerminate(logger, what, () => staging.remove());
   return { outputDir, staging, kernel, releaseSignals };
@@ -126,12 +146,26 @@ export async function startOutputJob(
 export async function runBatch(config: RunConfig, options: { logger: Logger; progress?: Progress }): Promise<RunSummary> {
   const { logger } = options;
   const started = performance.now();
-  const { outputDir, staging, kernel, releaseSignals } = await startOutputJob(config, logger, 'run');
-  const { stagingDir, workDir } = staging;
+  const outputDir = isRemotePath(config.output) ? config.output : resolve(config.output);
+  // Before the output is cleared: a refused --resume leaves everything as it was.
+  const identity = await runIdentity(config, await resolveInputFiles(config.input, config.storageOptions));
+  const partial = await openPartialRun(outputDir, { resume: config.resume, identity, logger });
+  let kernel: SimilarityKernel;
+  try {
+    await prepareOutputDir(outputDir, config.clearOutput, logger, config.storageOptions);
+    kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
+  } catch (err) {
+    await (partial.resumedFrom ? partial.keep() : partial.remove());
+    throw err;
+  }
+  const releaseSignals = onTerminate(logger, 'run', () => keepOrRemove(partial, logger));
+  const { stagingDir, workDir } = partial;
+  const killPoints = killPointsFromEnv(options.progress ?? createProgress());
+  const resumeStats: ResumeStats = { clusters_skipped: 0, kmeans_reused: false, assign_reused: false };
   const ctx: BatchContext = {
     config,
     kernel,
-    progress: options.progress ?? createProgress(),
+    progress: killPoints.progress,
     rankSpec: { whichToKeep: config.whichToKeep, distanceMetric: config.distanceMetric, ranking: config.ranking, seed: config.seed },
     outputDir,
     stagingDir,
@@ -156,8 +190,8 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
   let ok = false;
   try {
     ctx.store = await Store.open(join(stagingDir, 'semdedup.duckdb'));
-    logger.info({ backend: kernel.name, kernel: kernel.description, output: outputDir }, 'run started');
-    await runTopology(batchTopology, ctx, logger);
+    logger.info({ backend: kernel.name, kernel: kernel.description, output: outputDir, resumed: partial.resumedFrom !== null }, 'run started');
+    await runTopology(resumableBatchTopology(batchTopology, partial, resumeStats), ctx, logger);
     ctx.store.close();
     ctx.store = null;
     ctx.timings.total = Math.round(performance.now() - started) / 1000;
@@ -174,16 +208,29 @@ export async function runBatch(config: RunConfig, options: { logger: Logger; pro
       timings: ctx.timings,
       config: configForSummary(config),
       ...(ctx.probe ? { probe: ctx.probe } : {}),
+      ...(partial.resumedFrom ? { resumed: resumeStats } : {}),
     };
-    await publish(stagingDir, outputDir, summary, config.storageOptions);
+    await publish(stagingDir, outputDir, summary, config.storageOptions, () => killPoints.at('before-publish'));
+    killPoints.at('after-publish');
     ok = true;
     return summary;
   } finally {
     releaseSignals();
     ctx.store?.close();
     await kernel.close();
-    // Published entries were moved out; after a failure this drops the partial outputs.
-    await staging.remove();
-    if (!ok) logger.debug('run failed; partial outputs removed');
+    // Published entries were moved out. After a failure past k-means the partial run is kept
+    // for --resume; before, there is nothing worth keeping.
+    if (ok) await partial.remove();
+    else await keepOrRemove(partial, logger);
+  }
+}
+
+/** After an interruption or a failure: keep the partial run when it holds finished stages. */
+async function keepOrRemove(partial: PartialRun, logger: Logger): Promise<void> {
+  if (partial.hasProgress()) {
+    await partial.keep();
+    logger.info({ partial: partial.root }, 'nothing published; the finished stages are kept: the same command with --resume continues from them');
+  } else {
+    await partial.remove();
   }
 }

@@ -73,6 +73,7 @@ export function printHumanSummary(summary: RunSummary, outputDir: string): void 
 export function registerRunCommand(program: Command, ctx: CliContext): void {
   addRunOptions(program.command('run').description('batch semantic dedup: Parquet/JSONL embeddings in, NeMo Curator output layout out'))
     .option('--sample', `run on the bundled sample (${SAMPLE.rows} generated clips, no broker needed)`)
+    .option('--resume', 'continue the partial run a killed or failed run of this output left: reuse its k-means, assignment and finished clusters; refused (exit 2) when inputs or settings differ (default: start over)')
     .addHelpText(
       'after',
       `
@@ -81,10 +82,13 @@ Examples:
   semdedup run --input 'emb/*.parquet' --output out/ --centroids kmeans_centroids.npy --eps 0.01
   semdedup run --input 's3://bucket/emb/*.parquet' --output s3://bucket/dedup/ --n-clusters 50 --eps 0.01
   semdedup run --sample                       # what npm start does
+  semdedup run --input data/ --output out/ --n-clusters 50 --eps 0.01 --resume   # after a crash or kill
 
 Outputs (in --output): kmeans_results/centroid=K/*.parquet, kmeans_centroids.npy,
 pairwise_results/cluster_K.parquet, duplicates/*.parquet (with --eps), rejected/ (when rows were
-refused), semdedup.duckdb, summary.json (written last). Exit codes: 0 ok, 2 bad input, 1 failure.`,
+refused), semdedup.duckdb, summary.json (written last). The output is built in
+.<output>.semdedup-partial/ beside it and published by one rename; a killed run leaves nothing in
+--output, and --resume continues from what it finished. Exit codes: 0 ok, 2 bad input, 1 failure.`,
     )
     .action(async (opts: Record<string, unknown>) => {
       if (opts.sample) {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { StreamSummary } from '../stream/run.js';
-import { configFromEnv, loadConfigFile, parseConfig } from '../shared/config.js';
+import { configFromEnv, DEFAULT_PROBE_MARGIN, DEFAULT_STATE_MEMORY_MB, loadConfigFile, parseConfig } from '../shared/config.js';
 import { kafkaSettingsFromEnv, streamConfigSchema } from '../shared/stream-config.js';
 import type { StreamConfig } from '../shared/stream-config.js';
 import type { CliContext } from './run-command.js';
@@ -43,14 +43,23 @@ export function registerStreamCommand(program: Command, ctx: CliContext): void {
     .option('--id-type <t>', 'string or int64: the type of the ids (default: string)')
     .option('--dead-letter-topic <topic>', 'refused records go here with a reason header (default: <input-topic>.dlq)')
     .option('--stop-at-end', 'consume up to the end offsets seen at start, checkpoint, commit, exit 0')
+    .option('--max-record-bytes <n>', 'refuse (dead-letter) records larger than this, bytes (default: 8388608 = 8 MiB)')
+    .option('--kafka-retry-window-ms <ms>', 'keep retrying a Kafka write or commit that fails transiently (broker down) this long before stopping (default: 120000)')
     .option('--flush-max-rows <n>', 'checkpoint when this many rows wait (default: 4096)')
     .option('--flush-max-ms <ms>', 'checkpoint when the oldest waiting row is this old (default: 100)')
     .option('--max-buffered-rows <n>', 'pause the consumer past this many waiting rows (default: 4 x flush-max-rows)')
+    .option('--probe <n>', 'clusters a clip is compared in: 1 = its own (NeMo), 2 = also its second-nearest within --probe-margin, as `run --probe 2` (default: 1)')
+    .option('--probe-margin <m>', `with --probe 2: probe a clip when l2 to its second centroid minus l2 to its own is below m (default: ${DEFAULT_PROBE_MARGIN})`)
+    .option('--state-memory-mb <mb>', `resident cluster states (embeddings) are kept under this many MiB, the rest is read from the state's DuckDB file when needed (default: ${DEFAULT_STATE_MEMORY_MB})`)
     .option('--metrics-port <port>', 'Prometheus /metrics and /healthz; 0 = off (default: 9464)')
     .option('--metrics-host <host>', 'address the metrics server listens on (default: 127.0.0.1)')
     .option('--backend <name>', 'kernel backend: cpu, gpu or js (default: cpu)')
     .option('--client-id <id>', 'Kafka client id (default: semdedup)')
     .option('--ssl', 'TLS to the brokers (or KAFKA_SSL=1; KAFKA_SSL_CA_FILE for a private CA)')
+    .option('--role <role>', 'all (one process does both stages, the default), router (validate, assign, write the internal by-cluster topic) or worker (dedup the clusters of owned internal partitions); see docs/SCALING.md')
+    .option('--partitions <n>', 'router: partitions of the internal topic when it creates it (default: min(clusters, 16)); the cluster → partition mapping is cluster % n')
+    .option('--internal-topic <topic>', 'router/worker: the internal topic between them (default: <input-topic>.by-cluster; created with retention.ms=-1)')
+    .option('--session-timeout-ms <ms>', 'consumer-group session timeout: how soon a dead member\'s partitions move (default: 30000; broker minimum 6000)')
     .option('--config <file>', 'YAML/JSON config with the same keys as these flags; SASL credentials go here or in KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM')
     .option('--json', 'print the summary as JSON on stdout')
     .addHelpText(
@@ -61,11 +70,19 @@ Examples:
     --centroids out/ --state state/ --eps 0.01
   semdedup stream ... --stop-at-end          # drain the topic as it is now, then exit
 
+Scale-out (docs/SCALING.md): routers and workers are separate consumer groups (--group):
+  semdedup stream --role router --group semdedup-router --partitions 12 ...   # any number of routers
+  semdedup stream --role worker --group semdedup-worker --state state-w1/ ... # one per node; add more to scale
+  Workers own whole clusters: internal partition p holds the clusters c with c % partitions = p.
+  Worker --stop-at-end: exit once the group has committed the internal topic up to its end at start.
+  Router --stop-at-end: as for --role all (expects to be the router group's only member).
+
 Out: key = clip id, value = {"id","max_id","cosine_sim_score","centroid"}; a later record for a key
 supersedes the earlier one. SIGTERM/SIGINT: stop fetching, checkpoint, publish, commit, exit 0.`,
     )
     .action(async (opts: Record<string, unknown>) => {
-      const config = resolveStreamConfig(opts);
+      // The router keeps no state: --state is not needed there.
+      const config = resolveStreamConfig(opts.role === 'router' && opts.state === undefined ? { ...opts, state: '(none: router)' } : opts);
       const controller = new AbortController();
       let signals = 0;
       const onSignal = (name: NodeJS.Signals): void => {
@@ -80,6 +97,13 @@ supersedes the earlier one. SIGTERM/SIGINT: stop fetching, checkpoint, publish, 
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       try {
+        if (config.role !== 'all') {
+          const { runScaleOutRole, printScaleOutSummary } = await import('../stream/scale-out.js');
+          const summary = await runScaleOutRole(config, { logger: ctx.logger, signal: controller.signal });
+          if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+          else printScaleOutSummary(summary);
+          return;
+        }
         const summary = await (await import('../stream/run.js')).runStream(config, { logger: ctx.logger, signal: controller.signal });
         if (opts.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
         else printStreamSummary(summary);

@@ -30,6 +30,11 @@ export interface NearestCentroidResult {
   readonly dist2: Float32Array;
 }
 
+export interface NearestCentroidSumsResult extends NearestCentroidResult {
+  /** k × dim: per centroid, the sum of the rows whose `index` it is (float32). */
+  readonly sums: Float32Array;
+}
+
 export interface CrossRankedMaxInput {
   /** m × dim rows of new clips, in rank order. */
   readonly queries: Float32Array;
@@ -79,6 +84,19 @@ export interface SimilarityKernel {
   crossRankedMax?(input: CrossRankedMaxInput): Promise<CrossRankedMaxResult>;
   /** Nearest centroid of each of the n rows of x (n × dim) among k centroids (k × dim). */
   nearestCentroid(x: Float32Array, centroids: Float32Array, dim: number): Promise<NearestCentroidResult>;
+  /**
+   * Optional (a Lloyd's iteration of k-means): `nearestCentroid` plus the per-centroid sums of the
+   * rows assigned, in one pass over x. `rowNorm2` holds |x|² of each row (k-means computes it once
+   * per fit instead of once per iteration); dist2 = max(min_c(|c|² − 2x·c) + rowNorm2, 0) in float32.
+   * Without it, k-means sums the rows itself.
+   */
+  nearestCentroidSums?(x: Float32Array, centroids: Float32Array, dim: number, rowNorm2: Float32Array): Promise<NearestCentroidSumsResult>;
+  /**
+   * Optional (k-means++ seeding): x·v for each row of x (n × dim) against one vector v (dim), in
+   * float32. A matrix-vector product: memory-bound, so a backend helps only if it streams x faster
+   * than a JS loop. Without it, k-means runs the JS loop.
+   */
+  rowDots?(x: Float32Array, v: Float32Array, dim: number): Promise<Float32Array>;
   /**
    * Optional (recall measurement): every (query, candidate) whose dot product is >= `threshold`
    * (the float32 score compared in double, like the duplicates' WHERE). Backends without it are

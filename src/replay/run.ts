@@ -16,6 +16,9 @@ export interface ReplaySummary {
   duplicates: number | null;
   rejected_rows: number;
   verdicts_published: number;
+  /** Cluster states read from / evicted to the state's DuckDB file under --state-memory-mb. */
+  state_loads: number;
+  state_evictions: number;
   backend: string;
   backend_description: string;
   input_files: number;
@@ -66,6 +69,8 @@ export async function runReplay(config: ReplayConfig, options: { logger: Logger;
       duplicates: ctx.duplicates,
       rejected_rows: ctx.rejectedRows,
       verdicts_published: ctx.verdictsPublished,
+      state_loads: ctx.engine!.statesLoaded,
+      state_evictions: ctx.engine!.statesEvicted,
       backend: kernel.name,
       backend_description: kernel.description,
       input_files: ctx.files.length,

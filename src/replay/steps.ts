@@ -19,7 +19,7 @@ import { writeParquetFile } from '../sinks/parquet/index.js';
 import { DedupEngine } from '../state/dedup-engine.js';
 import type { Verdict } from '../state/cluster-state.js';
 import { sqlString } from '../store/index.js';
-import { StateStore, stateIdentity } from '../store/state-store.js';
+import { StateStore, stateIdentity, stateStoreMemoryMb } from '../store/state-store.js';
 import { forEachValidBatch } from '../validate/read-validated.js';
 import { normalizeEmbeddings, validateRawBatch, type RejectedClip } from '../validate/index.js';
 import type { ReplayContext } from './context.js';
@@ -43,14 +43,29 @@ export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<
   ctx.idType = schema.idType;
   ctx.metadataTypes = { ...schema.metadataTypes };
   const rankSpec = { whichToKeep: config.whichToKeep, distanceMetric: config.distanceMetric, ranking: config.ranking, seed: config.seed };
+  const probe = { probe: config.probe, probeMargin: config.probeMargin };
   if (config.state) {
     await mkdir(config.state, { recursive: true });
-    ctx.stateStore = await StateStore.open(join(config.state, 'state.duckdb'));
+    ctx.stateStore = await StateStore.open(join(config.state, 'state.duckdb'), { memoryLimitMb: stateStoreMemoryMb(config.stateMemoryMb) });
     if (config.eps === undefined) throw new InputError('--state needs --eps: the state records which duplicates were published', { context: { field: 'eps' } });
-    await ctx.stateStore.checkIdentity(stateIdentity(centroids, dim, rankSpec, schema.idType, config.eps), config.state);
+    await ctx.stateStore.checkIdentity(stateIdentity(centroids, dim, rankSpec, schema.idType, config.eps, probe), config.state);
+  } else {
+    // A throwaway state in the work folder: cluster states beyond --state-memory-mb live there.
+    ctx.stateStore = await StateStore.open(join(ctx.workDir, 'state.duckdb'), { memoryLimitMb: stateStoreMemoryMb(config.stateMemoryMb) });
   }
   ctx.engine = await DedupEngine.create(
-    { centroids, dim, rankSpec, idType: schema.idType, kernel: ctx.kernel, eps: config.eps ?? 0, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields },
+    {
+      centroids,
+      dim,
+      rankSpec,
+      idType: schema.idType,
+      kernel: ctx.kernel,
+      eps: config.eps ?? 0,
+      flushMaxRows: config.flushMaxRows,
+      metadataFields: config.metadataFields,
+      ...probe,
+      stateMemoryMb: config.stateMemoryMb,
+    },
     ctx.stateStore,
   );
   if (config.outputTopic) {
@@ -64,7 +79,7 @@ export async function openReplayState(ctx: ReplayContext, log: Logger): Promise<
     }
     ctx.sink = await createKafkaSink(client);
   }
-  log.info({ files: ctx.files.length, clusters: k, dim, stateClips: ctx.engine.size, state: config.state ?? null }, 'replay state ready');
+  log.info({ files: ctx.files.length, clusters: k, dim, stateClips: ctx.engine.size, state: config.state ?? null, probe: config.probe, probeMargin: config.probeMargin, stateMemoryMb: config.stateMemoryMb }, 'replay state ready');
 }
 
 function kafkaClient(ctx: ReplayContext, log: Logger) {
@@ -165,16 +180,15 @@ export async function writeReplayOutputs(ctx: ReplayContext, log: Logger): Promi
   const types = { idType: ctx.idType, metadataTypes: ctx.metadataTypes };
   const metaNames = Object.keys(ctx.metadataTypes);
   ctx.progress.start('write', engine.size);
-  for (const state of engine.clusters) {
-    if (state.size === 0) continue;
-    const members = state.members();
+  // One cluster at a time, from the store when it is not resident: memory stays within a cluster.
+  await engine.forEachCluster(async (centroid, members, verdicts) => {
     const ids = members.map((m) => m.rank.id);
     const embeddings = new Float32Array(members.length * ctx.dim);
     members.forEach((m, i) => embeddings.set(m.embedding, i * ctx.dim));
     const metadata: Record<string, MetadataValue[]> = {};
     for (const name of metaNames) metadata[name] = members.map((m) => m.rank.metadata[name] ?? null);
     await writeKmeansResults(ctx.stagingDir, {
-      centroid: state.centroid,
+      centroid,
       ids,
       embeddings,
       dim: ctx.dim,
@@ -182,10 +196,9 @@ export async function writeReplayOutputs(ctx: ReplayContext, log: Logger): Promi
       l2DistToCent: Float32Array.from(members, (m) => m.rank.l2DistToCent),
       cosineDistToCent: Float32Array.from(members, (m) => m.rank.cosineDistToCent),
     }, types);
-    const verdicts = state.verdicts();
-    await writePairwiseResults(ctx.stagingDir, state.centroid, ids, verdicts.map((v) => v.maxId), Float32Array.from(verdicts, (v) => v.score), types);
+    await writePairwiseResults(ctx.stagingDir, centroid, ids, verdicts.map((v) => v.maxId), Float32Array.from(verdicts, (v) => v.score), types);
     ctx.progress.increment(members.length);
-  }
+  });
   ctx.progress.stop();
   await writeNpy(join(ctx.stagingDir, 'kmeans_centroids.npy'), ctx.centroids!, [ctx.clusters, ctx.dim]);
   // DuckDB: the same tables as `run` (rank_pos = row number within the cluster's file).

@@ -58,6 +58,7 @@ const REASON_CLASSES: readonly [RegExp, string][] = [
   [/^embedding is the zero vector/, 'zero_vector'],
   [/^embedding is null/, 'missing_embedding'],
   [/^no field|^field "/, 'bad_field'],
+  [/^record of \d+ bytes exceeds/, 'oversized'],
 ];
 
 export function reasonClass(reason: string): string {

@@ -14,6 +14,12 @@ import type { RankingColumn } from './types.js';
 export const DEFAULT_PROBE_MARGIN = 0.003;
 
 /**
+ * Default `--state-memory-mb` of `stream` and `replay` (MiB): cluster states beyond it are served
+ * from the state's DuckDB file (docs/BENCHMARKS.md "Streaming" has the measured RSS).
+ */
+export const DEFAULT_STATE_MEMORY_MB = 1024;
+
+/**
  * One typed schema for the batch job's settings. Keys are camelCase here; config files may use
  * the CLI's kebab-case (`n-clusters`) or snake_case (`n_clusters`). Precedence: defaults <
  * config file < SEMDEDUP_* env vars < CLI flags.
@@ -116,6 +122,11 @@ export const runConfigSchema = z
      * l2_dist(nearest) < this (units of the normalized embeddings; 0 probes nothing). See DEFAULT_PROBE_MARGIN.
      */
     probeMargin: z.coerce.number().min(0).default(DEFAULT_PROBE_MARGIN),
+    /**
+     * Continue the partial run a killed or failed run of the same output left (k-means,
+     * assignment and finished clusters are reused); refused when its inputs or settings differ.
+     */
+    resume: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(false),
     /** Remove the output folder's previous contents first (NeMo's clear_output). */
     clearOutput: z.preprocess((v) => (v === 'false' ? false : v === 'true' ? true : v), z.boolean()).default(true),
     /** Normalized embeddings are kept in memory up to this many MiB, beyond it spilled to disk. */
@@ -152,8 +163,12 @@ export const replayConfigSchema = runConfigSchema
     batchRows: true,
     reader: true,
     storageOptions: true,
+    probe: true,
+    probeMargin: true,
   })
   .extend({
+    /** Resident cluster states (embeddings) are kept under this many MiB; the rest is in the state's DuckDB file. */
+    stateMemoryMb: z.coerce.number().positive().default(DEFAULT_STATE_MEMORY_MB),
     /** kmeans_centroids.npy, or a previous run's output folder holding one. */
     centroids: z.string().min(1),
     /** State folder that `semdedup stream` can continue from. */

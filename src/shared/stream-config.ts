@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { InputError } from './errors.js';
-import { rankingColumn, stringList } from './config.js';
+import { DEFAULT_PROBE_MARGIN, DEFAULT_STATE_MEMORY_MB, rankingColumn, stringList } from './config.js';
 
 /**
  * Settings of `semdedup stream` and `semdedup produce`, in the style of `runConfigSchema`:
@@ -23,6 +23,12 @@ const kafkaConnection = {
   /** SASL user and password: config file or KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD. */
   saslUsername: z.string().min(1).optional(),
   saslPassword: z.string().min(1).optional(),
+  /**
+   * How long a Kafka write (verdicts, dead letters) or offset commit keeps retrying a transient
+   * failure — broker down or restarting, leader moving — before the command stops with the
+   * error (milliseconds; each retry is logged).
+   */
+  kafkaRetryWindowMs: z.coerce.number().int().min(0).default(120_000),
 };
 
 export const streamConfigSchema = z
@@ -57,6 +63,11 @@ export const streamConfigSchema = z
     idType: z.enum(['string', 'int64']).default('string'),
     /** Consume up to the end offsets seen at start, checkpoint, commit, exit 0. */
     stopAtEnd: flag.default(false),
+    /**
+     * Records larger than this are refused (dead letter, reason naming both sizes) before they
+     * are decoded (bytes). The dead letter then carries no value: see `value-omitted`.
+     */
+    maxRecordBytes: z.coerce.number().int().positive().default(8 << 20),
     /** Checkpoint when this many rows wait (rows). */
     flushMaxRows: z.coerce.number().int().positive().default(4096),
     /** Checkpoint when the oldest waiting row is this old (milliseconds). */
@@ -67,8 +78,22 @@ export const streamConfigSchema = z
     metricsPort: z.coerce.number().int().min(0).max(65535).default(9464),
     metricsHost: z.string().min(1).default('127.0.0.1'),
     backend: z.enum(['cpu', 'gpu', 'js']).default('cpu'),
+    /** Compared sets per clip: 1 = own cluster (NeMo); 2 = also the second-nearest within probeMargin (as `run --probe 2`). */
+    probe: z.coerce.number().int().min(1).max(2).default(1),
+    /** With probe 2: l2 margin to the second-nearest centroid (normalized units; 0 probes nothing). */
+    probeMargin: z.coerce.number().min(0).default(DEFAULT_PROBE_MARGIN),
+    /** Resident cluster states (embeddings) are kept under this many MiB; the rest is served from state.duckdb. */
+    stateMemoryMb: z.coerce.number().positive().default(DEFAULT_STATE_MEMORY_MB),
     /** Partitions of the output topic when it has to be created (default: the input's). */
     outputPartitions: z.coerce.number().int().positive().optional(),
+    /** Scale-out (docs/SCALING.md): `all` = one process does both stages; `router` / `worker` = one stage. */
+    role: z.enum(['all', 'router', 'worker']).default('all'),
+    /** Partitions of the internal by-cluster topic when the router creates it (default: min(clusters, 16)). */
+    partitions: z.coerce.number().int().positive().optional(),
+    /** The internal topic between router and workers (default `<input-topic>.by-cluster`). */
+    internalTopic: z.string().min(1).optional(),
+    /** Consumer-group session timeout (ms): how soon a dead worker's partitions move to the others. */
+    sessionTimeoutMs: z.coerce.number().int().min(1000).default(30000),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -103,7 +128,7 @@ export const produceConfigSchema = z
 
 export type ProduceConfig = z.output<typeof produceConfigSchema>;
 
-type KafkaConnectionSettings = Pick<StreamConfig, 'brokers' | 'clientId' | 'ssl' | 'sslCaFile' | 'saslMechanism' | 'saslUsername' | 'saslPassword'>;
+type KafkaConnectionSettings = Pick<StreamConfig, 'brokers' | 'clientId' | 'ssl' | 'sslCaFile' | 'saslMechanism' | 'saslUsername' | 'saslPassword'> & { kafkaRetryWindowMs?: number };
 
 /** Kafka credentials from the environment (KAFKA_SASL_USERNAME, ...), as config keys. */
 export function kafkaSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
@@ -117,7 +142,7 @@ export function kafkaSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Reco
 }
 
 /** The connection settings of `createKafkaClient` (credentials included: do not log the result). */
-export async function kafkaConnectionOf(c: KafkaConnectionSettings): Promise<{ brokers: string[]; clientId: string; ssl?: boolean | { ca: string }; sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string } }> {
+export async function kafkaConnectionOf(c: KafkaConnectionSettings): Promise<{ brokers: string[]; clientId: string; retryWindowMs?: number; ssl?: boolean | { ca: string }; sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string } }> {
   let ssl: boolean | { ca: string } | undefined = c.ssl ? true : undefined;
   if (c.sslCaFile) {
     const { readFile } = await import('node:fs/promises');
@@ -128,7 +153,7 @@ export async function kafkaConnectionOf(c: KafkaConnectionSettings): Promise<{ b
     }
   }
   const sasl = c.saslUsername && c.saslPassword ? { mechanism: c.saslMechanism ?? 'scram-sha-512', username: c.saslUsername, password: c.saslPassword } : undefined;
-  return { brokers: [...c.brokers], clientId: c.clientId, ...(ssl === undefined ? {} : { ssl }), ...(sasl ? { sasl } : {}) };
+  return { brokers: [...c.brokers], clientId: c.clientId, ...(c.kafkaRetryWindowMs === undefined ? {} : { retryWindowMs: c.kafkaRetryWindowMs }), ...(ssl === undefined ? {} : { ssl }), ...(sasl ? { sasl } : {}) };
 }
 
 const SECRET_KEYS = new Set(['saslUsername', 'saslPassword']);

@@ -122,8 +122,6 @@ export async function writeParquetViaDuckDb(
   }
 }
 
-
-
 /**
  * The encapsulated IPC schema message (continuation marker, length, flatbuffer) that Arrow
  * writers store base64-encoded under `ARROW:schema`: the first message of an IPC stream.

@@ -1,7 +1,10 @@
 import { join } from 'node:path';
 import { idColumn, metadataColumns } from '../batch/columns.js';
 import type { IdType, MetadataValue } from '../shared/types.js';
-import { writeParquetFile } from './parquet/index.js';
+import { writeParquetFile, type ColumnSpec } from './parquet/index.js';
+
+/** Writes one Parquet file from columns: `writeParquetFile` (parquet-wasm) unless a caller passes another (e.g. through DuckDB). */
+export type ParquetFileWriter = (path: string, columns: readonly ColumnSpec[]) => Promise<unknown>;
 
 /** One cluster's clips in rank order, as NeMo's kmeans_results holds them. */
 export interface ClusterClips {
@@ -21,8 +24,8 @@ export interface OutputTypes {
 }
 
 /** kmeans_results/centroid=K/part-00000.parquet: id, embedding, metadata, centroid, distances. */
-export async function writeKmeansResults(dir: string, clips: ClusterClips, types: OutputTypes): Promise<void> {
-  await writeParquetFile(join(dir, 'kmeans_results', `centroid=${clips.centroid}`, 'part-00000.parquet'), [
+export async function writeKmeansResults(dir: string, clips: ClusterClips, types: OutputTypes, write: ParquetFileWriter = writeParquetFile): Promise<void> {
+  await write(join(dir, 'kmeans_results', `centroid=${clips.centroid}`, 'part-00000.parquet'), [
     idColumn('id', clips.ids, types.idType),
     { name: 'embedding', type: 'fixed-list-float32', values: clips.embeddings, listSize: clips.dim },
     ...metadataColumns(clips.metadata, types.metadataTypes),
@@ -33,8 +36,16 @@ export async function writeKmeansResults(dir: string, clips: ClusterClips, types
 }
 
 /** pairwise_results/cluster_K.parquet: id, max_id, cosine_sim_score (rank order). */
-export async function writePairwiseResults(dir: string, centroid: number, ids: readonly string[], maxIds: readonly string[], scores: Float32Array, types: OutputTypes): Promise<void> {
-  await writeParquetFile(join(dir, 'pairwise_results', `cluster_${centroid}.parquet`), [
+export async function writePairwiseResults(
+  dir: string,
+  centroid: number,
+  ids: readonly string[],
+  maxIds: readonly string[],
+  scores: Float32Array,
+  types: OutputTypes,
+  write: ParquetFileWriter = writeParquetFile,
+): Promise<void> {
+  await write(join(dir, 'pairwise_results', `cluster_${centroid}.parquet`), [
     idColumn('id', ids, types.idType),
     idColumn('max_id', maxIds, types.idType),
     { name: 'cosine_sim_score', type: 'float32', values: scores },

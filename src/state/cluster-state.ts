@@ -6,6 +6,27 @@ import type { IdType, RankSpec } from '../shared/types.js';
 export interface IncomingClip {
   readonly rank: RankFields;
   readonly embedding: Float32Array;
+  /** The clip's own cluster (default: the state's); another one makes this a probed-in entry. */
+  readonly home?: number;
+  /** With --probe 2: the second cluster the clip is also compared in (default: none). */
+  readonly probe?: number;
+}
+
+/**
+ * A raw-max change of a member that has entries in two compared sets (--probe 2): its verdict is
+ * the fold of both sets' raw maxima, which the engine keeps (`DedupEngine`), not one state.
+ */
+export interface SetRaise {
+  readonly id: string;
+  /** The clip's own cluster. */
+  readonly home: number;
+  /** Raw max over the set's members ranked before it (-Infinity when none). */
+  readonly score: number;
+  /** The first-ranked member reaching it (null when none) and its rank fields. */
+  readonly maxId: string | null;
+  readonly maxRank: RankFields | null;
+  /** The entry has just joined this set. */
+  readonly isNew: boolean;
 }
 
 /** A clip's current pairwise result, NeMo rules applied (score 0 / itself when nothing positive). */
@@ -26,6 +47,10 @@ export interface MemberRecord {
   readonly rawScore: number;
   /** Id of the first-ranked member reaching it (null when none). */
   readonly rawMaxId: string | null;
+  /** The clip's own cluster (absent: the cluster holding this record). */
+  readonly home?: number;
+  /** Its probed second cluster (absent or -1: not probed). */
+  readonly probe?: number;
 }
 
 /**
@@ -35,10 +60,14 @@ export interface MemberRecord {
  */
 export class MemberChanges {
   readonly newCentroid: number[] = [];
+  readonly newHome: number[] = [];
+  /** -1: not probed. */
+  readonly newProbe: number[] = [];
   readonly newRanks: RankFields[] = [];
   readonly newEmbeddings: Float32Array[] = [];
   readonly newRawScore: number[] = [];
   readonly newRawMaxId: (string | null)[] = [];
+  readonly raisedCentroid: number[] = [];
   readonly raisedIds: string[] = [];
   readonly raisedRawScore: number[] = [];
   readonly raisedRawMaxId: (string | null)[] = [];
@@ -57,6 +86,9 @@ const IDENTICAL_SLACK = 1e-4;
 /** Per-member flags. */
 const STORED = 1; // in the store: a change only rewrites its raw max
 const DIRTY = 2; // changed since the last checkpoint
+
+/** Estimated bytes per member beyond its typed-array rows: the rank fields object and its id. */
+const RANK_FIELDS_BYTES = 200;
 
 /**
  * One cluster's ranked state for incremental dedup ("Why streaming can be exact"): members kept
@@ -83,6 +115,13 @@ export class ClusterState {
   /** Slot of the raw argmax, -1 when none. */
   #rawMax: Int32Array;
   #flags: Uint8Array;
+  /**
+   * Per slot: the clip's other compared set (--probe 2), -1 when it has none. For an own clip that
+   * is its probe cluster; for a probed-in entry (`#home[s] !== centroid`) its own cluster.
+   */
+  #link: Int32Array;
+  /** Per slot: the clip's own cluster. */
+  #home: Int32Array;
   /** Rank position → slot. */
   #order: Int32Array;
   #dirty = 0;
@@ -96,11 +135,26 @@ export class ClusterState {
     this.#rawScore = new Float64Array(0);
     this.#rawMax = new Int32Array(0);
     this.#flags = new Uint8Array(0);
+    this.#link = new Int32Array(0);
+    this.#home = new Int32Array(0);
     this.#order = new Int32Array(0);
   }
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Members that are the cluster's own clips (not probed in from another cluster). */
+  get ownSize(): number {
+    let n = 0;
+    for (let s = 0; s < this.#size; s++) if (this.#home[s] === this.centroid) n++;
+    return n;
+  }
+
+  /** Memory the state holds (typed arrays at capacity plus an estimate per member's rank fields). */
+  get residentBytes(): number {
+    const arrays = this.#emb.byteLength + this.#rawScore.byteLength + this.#rawMax.byteLength + this.#flags.byteLength + this.#link.byteLength + this.#home.byteLength + this.#order.byteLength;
+    return arrays + this.#size * RANK_FIELDS_BYTES;
   }
 
   /** Members changed since the last `takeChanges`. */
@@ -120,6 +174,9 @@ export class ClusterState {
       state.#emb.set(m.embedding, i * dim);
       state.#rawScore[i] = m.rawScore;
       state.#rawMax[i] = m.rawMaxId === null ? -1 : slotOf.get(m.rawMaxId) ?? -1;
+      const home = m.home ?? centroid;
+      state.#home[i] = home;
+      state.#link[i] = home !== centroid ? home : m.probe ?? -1;
       state.#order[i] = i;
     });
     state.#flags.fill(STORED, 0, n);
@@ -127,20 +184,45 @@ export class ClusterState {
     return state;
   }
 
-  /** Every member in rank order (embeddings copied). */
+  /** Every member in rank order (embeddings copied), probed-in entries included. */
   members(): MemberRecord[] {
     const out: MemberRecord[] = new Array(this.#size);
+    for (let p = 0; p < this.#size; p++) out[p] = this.#record(this.#order[p]!);
+    return out;
+  }
+
+  /** The cluster's own clips in rank order (embeddings copied): what kmeans_results lists. */
+  ownMembers(): MemberRecord[] {
+    const out: MemberRecord[] = [];
     for (let p = 0; p < this.#size; p++) {
       const s = this.#order[p]!;
-      const at = this.#rawMax[s]!;
-      out[p] = {
-        rank: this.#ranks[s]!,
-        embedding: this.#emb.slice(s * this.dim, (s + 1) * this.dim),
-        rawScore: this.#rawScore[s]!,
-        rawMaxId: at < 0 ? null : this.#ranks[at]!.id,
-      };
+      if (this.#home[s] === this.centroid) out.push(this.#record(s));
     }
     return out;
+  }
+
+  #record(s: number): MemberRecord {
+    const at = this.#rawMax[s]!;
+    const home = this.#home[s]!;
+    const link = this.#link[s]!;
+    return {
+      rank: this.#ranks[s]!,
+      embedding: this.#emb.slice(s * this.dim, (s + 1) * this.dim),
+      rawScore: this.#rawScore[s]!,
+      rawMaxId: at < 0 ? null : this.#ranks[at]!.id,
+      home,
+      probe: home !== this.centroid ? this.centroid : link,
+    };
+  }
+
+  /** Whether the member at rank position `p` also has an entry in another compared set. */
+  linkedAt(p: number): boolean {
+    return this.#link[this.#order[p]!]! >= 0;
+  }
+
+  /** Whether the member at rank position `p` is one of the cluster's own clips. */
+  ownAt(p: number): boolean {
+    return this.#home[this.#order[p]!] === this.centroid;
   }
 
   /** The verdict of the member at rank position `p`. */
@@ -152,11 +234,26 @@ export class ClusterState {
   /** NeMo's rule on a raw max: nothing positive before → score 0 and the clip itself. */
   #verdictOf(slot: number, raw: number, at: number): Verdict {
     const id = this.#ranks[slot]!.id;
-    if (at < 0 || raw < 0) return { id, maxId: id, score: 0, centroid: this.centroid };
-    return { id, maxId: this.#ranks[at]!.id, score: raw, centroid: this.centroid };
+    if (at < 0 || raw < 0) return { id, maxId: id, score: 0, centroid: this.#home[slot]! };
+    return { id, maxId: this.#ranks[at]!.id, score: raw, centroid: this.#home[slot]! };
   }
 
-  /** Every verdict, in rank order. */
+  #raiseOf(slot: number, isNew: boolean): SetRaise {
+    const at = this.#rawMax[slot]!;
+    return {
+      id: this.#ranks[slot]!.id,
+      home: this.#home[slot]!,
+      score: this.#rawScore[slot]!,
+      maxId: at < 0 ? null : this.#ranks[at]!.id,
+      maxRank: at < 0 ? null : this.#ranks[at]!,
+      isNew,
+    };
+  }
+
+  /**
+   * Every member's verdict in this set alone, in rank order (probed-in entries included; a linked
+   * member's published verdict is the fold over its sets, see `DedupEngine`).
+   */
   verdicts(): Verdict[] {
     const out: Verdict[] = new Array(this.#size);
     for (let p = 0; p < this.#size; p++) out[p] = this.verdictAt(p);
@@ -178,11 +275,15 @@ export class ClusterState {
       const at = this.#rawMax[s]!;
       const rawMaxId = at < 0 ? null : this.#ranks[at]!.id;
       if (f & STORED) {
+        out.raisedCentroid.push(this.centroid);
         out.raisedIds.push(this.#ranks[s]!.id);
         out.raisedRawScore.push(this.#rawScore[s]!);
         out.raisedRawMaxId.push(rawMaxId);
       } else {
         out.newCentroid.push(this.centroid);
+        const home = this.#home[s]!;
+        out.newHome.push(home);
+        out.newProbe.push(home !== this.centroid ? this.centroid : this.#link[s]!);
         out.newRanks.push(this.#ranks[s]!);
         out.newEmbeddings.push(this.#emb.subarray(s * dim, (s + 1) * dim));
         out.newRawScore.push(this.#rawScore[s]!);
@@ -217,17 +318,21 @@ export class ClusterState {
     this.#rawScore = grow(this.#rawScore, (l) => new Float64Array(l), 1);
     this.#rawMax = grow(this.#rawMax, (l) => new Int32Array(l), 1);
     this.#flags = grow(this.#flags, (l) => new Uint8Array(l), 1);
+    this.#link = grow(this.#link, (l) => new Int32Array(l), 1);
+    this.#home = grow(this.#home, (l) => new Int32Array(l), 1);
     this.#order = grow(this.#order, (l) => new Int32Array(l), 1);
   }
 
   /**
    * Add a block of new clips: score each against every member ranked before it (old and new),
    * and raise the score of old members ranked after some new clip. Returns the verdicts that
-   * changed (new clips included); changed members are marked for the next `takeChanges`.
+   * changed (new clips included) of members in this set only, and the raw-max changes of members
+   * with an entry in another set too (`raised`, new entries included: the caller folds them);
+   * changed members are marked for the next `takeChanges`.
    */
-  async addClips(clips: readonly IncomingClip[], kernel: SimilarityKernel): Promise<{ changed: Verdict[] }> {
+  async addClips(clips: readonly IncomingClip[], kernel: SimilarityKernel): Promise<{ changed: Verdict[]; raised: SetRaise[] }> {
     const m = clips.length;
-    if (m === 0) return { changed: [] };
+    if (m === 0) return { changed: [], raised: [] };
     const { dim } = this;
     const spec = this.#spec;
     const idType = this.#idType;
@@ -241,6 +346,8 @@ export class ClusterState {
     const rawScore = this.#rawScore;
     const rawMax = this.#rawMax;
     const flags = this.#flags;
+    const link = this.#link;
+    const homeOf = this.#home;
     const order = this.#order;
 
     // Where each new clip lands: old members ranked before it (binary search; `incoming` is
@@ -268,6 +375,9 @@ export class ClusterState {
       rawScore[s] = -Infinity;
       rawMax[s] = -1;
       flags[s] = DIRTY; // new: not stored yet
+      const home = c.home ?? this.centroid;
+      homeOf[s] = home;
+      link[s] = home !== this.centroid ? home : c.probe ?? -1;
     }
     // Merge into the rank order in place from the end: the old run after new clip j moves up by j + 1.
     let end = oldN;
@@ -317,11 +427,13 @@ export class ClusterState {
       }
     }
     const changed: Verdict[] = [];
+    const raised: SetRaise[] = [];
     for (let j = 0; j < m; j++) {
       const s = oldN + j;
       rawScore[s] = newScore[j]!;
       rawMax[s] = newAt[j]!;
-      changed.push(this.#verdictOf(s, rawScore[s]!, rawMax[s]!));
+      if (link[s]! >= 0) raised.push(this.#raiseOf(s, true));
+      else changed.push(this.#verdictOf(s, rawScore[s]!, rawMax[s]!));
     }
     if (rowScore && rowHit) {
       for (let s = 0; s < oldN; s++) {
@@ -347,11 +459,15 @@ export class ClusterState {
           flags[s] = flags[s]! | DIRTY;
           this.#dirty++;
         }
+        if (link[s]! >= 0) {
+          raised.push(this.#raiseOf(s, false));
+          continue;
+        }
         const v = this.#verdictOf(s, score, at);
         if (!sameVerdict(v, before)) changed.push(v);
       }
     }
     this.#dirty += m;
-    return { changed };
+    return { changed, raised };
   }
 }

@@ -1,9 +1,10 @@
-import { assignToCentroids } from '../assign/index.js';
+import { assignToCentroids, probedCentroid, secondNearestCentroids } from '../assign/index.js';
 import type { SimilarityKernel } from '../kernels/types.js';
-import { rankHash, type RankFields } from '../rank/index.js';
+import { compareRankKeys, rankHash, type RankFields } from '../rank/index.js';
+import { invariant } from '../shared/errors.js';
 import type { ClipBatch, IdType, MetadataValue, RankSpec } from '../shared/types.js';
-import type { SourcePosition, StateStore, StoredMember } from '../store/state-store.js';
-import { ClusterState, MemberChanges, type IncomingClip, type Verdict } from './cluster-state.js';
+import type { SourcePosition, StateStore, StoredMember, StoredProbeEntry } from '../store/state-store.js';
+import { ClusterState, MemberChanges, type IncomingClip, type MemberRecord, type SetRaise, type Verdict } from './cluster-state.js';
 
 export interface DedupEngineOptions {
   /** k × dim centroids (NeMo kmeans_centroids.npy). */
@@ -18,56 +19,164 @@ export interface DedupEngineOptions {
   readonly flushMaxRows: number;
   /** Metadata columns kept for ranking and outputs. */
   readonly metadataFields: readonly string[];
+  /**
+   * Compared sets per clip: 1 (default) = its own cluster (NeMo); 2 = also its second-nearest
+   * centroid's cluster when that centroid is less than `probeMargin` farther (l2), as `run --probe 2`.
+   */
+  readonly probe?: number;
+  /** With probe 2: the l2 margin (see `probedCentroid`); 0 probes nothing. */
+  readonly probeMargin?: number;
+  /**
+   * Resident cluster states (embeddings, rank fields) are kept under this many MiB when there is a
+   * store: states are loaded when a cluster gets clips and the least recently used clean ones are
+   * evicted (they are in the store). States changed since the last checkpoint cannot be evicted,
+   * so between checkpoints the bound is exceeded by at most what one checkpoint interval touches.
+   * Default (undefined): unbounded, every state loaded at `create` (as before budgets existed).
+   */
+  readonly stateMemoryMb?: number;
 }
+
+/**
+ * The running best of a clip compared in two sets (--probe 2): the fold of both sets' raw maxima,
+ * as `ProbedScores` folds them in batch (higher wins; on equal scores the winner ranked first).
+ */
+interface ProbeFold {
+  readonly home: number;
+  score: number;
+  maxId: string | null;
+  maxRank: RankFields | null;
+  /** A verdict has been handed out for it (it is published when it is a duplicate). */
+  announced: boolean;
+}
+
+/** Whether raw max (score, winner) beats the fold so far (`ProbedScores.foldSet`'s rule). */
+function beatsFold(fold: ProbeFold, score: number, maxId: string | null, maxRank: RankFields | null, spec: RankSpec, idType: IdType): boolean {
+  if (maxId === null || maxRank === null) return false;
+  if (fold.maxId === null || fold.maxRank === null) return true;
+  if (score > fold.score) return true;
+  return score === fold.score && maxId !== fold.maxId && compareRankKeys(maxRank, fold.maxRank, spec, idType) < 0;
+}
+
+/** NeMo's rule on a folded raw max: nothing positive before → score 0 and the clip itself. */
+function foldVerdict(id: string, fold: ProbeFold): Verdict {
+  if (fold.maxId === null || fold.score < 0) return { id, maxId: id, score: 0, centroid: fold.home };
+  return { id, maxId: fold.maxId, score: fold.score, centroid: fold.home };
+}
+
+const MIB = 1024 * 1024;
 
 /**
  * The incremental dedup core shared by `stream` and `replay`: assigns arriving clips to fixed
  * centroids, buffers them per cluster, folds each buffer into the cluster's ranked state through
  * the kernel, and at a checkpoint persists touched members with the source positions and hands
  * back the duplicate verdicts that changed. After any arrival order, the verdicts equal the
- * batch workflow's on the same clips and centroids.
+ * batch workflow's on the same clips and centroids (with --probe 2, `run --probe 2`'s).
+ *
+ * With a store, cluster states live in it and are resident only while used (see `stateMemoryMb`);
+ * ids, sizes and the --probe 2 folds (no embeddings) stay in memory.
  */
 export class DedupEngine {
   readonly options: DedupEngineOptions;
-  readonly clusters: ClusterState[];
   /** Every id in state or in a buffer; a repeated id is refused by validation. */
   readonly knownIds = new Set<string>();
   readonly #store: StateStore | null;
+  readonly #k: number;
+  /** Resident states by centroid (null: not loaded, or evicted — its members are in the store). */
+  readonly #states: (ClusterState | null)[];
+  /** Centroids of resident states, least recently used first. */
+  readonly #lru = new Set<number>();
+  /** Per cluster: own clips flushed into its state, and entries (own + probed-in). */
+  readonly #ownSize: number[];
+  readonly #entries: number[];
   readonly #buffers: IncomingClip[][];
+  /** Per probed clip (--probe 2): the fold of its two sets. */
+  readonly #folds = new Map<string, ProbeFold>();
+  readonly #budgetBytes: number;
   #buffered = 0;
   readonly #pendingVerdicts = new Map<string, Verdict>();
   readonly #positions = new Map<string, SourcePosition>();
   /** Flush latency of the last kernel passes, for metrics. */
   lastFlushMs = 0;
   clipsAdded = 0;
+  /** Cluster states loaded from the store / evicted to it since start (for tests and logs). */
+  statesLoaded = 0;
+  statesEvicted = 0;
+  /** Checkpoints that wrote changes early to stay under the budget (more than one append). */
+  checkpointSpills = 0;
+  /** Most resident state bytes seen right after a checkpoint's evictions. */
+  peakResidentBytesAfterCheckpoint = 0;
 
   private constructor(options: DedupEngineOptions, store: StateStore | null) {
     this.options = options;
     this.#store = store;
-    const k = options.centroids.length / options.dim;
-    this.clusters = Array.from({ length: k }, (_, c) => new ClusterState(c, options.dim, options.rankSpec, options.idType));
-    this.#buffers = Array.from({ length: k }, () => []);
+    this.#k = options.centroids.length / options.dim;
+    this.#states = new Array<ClusterState | null>(this.#k).fill(null);
+    this.#ownSize = new Array<number>(this.#k).fill(0);
+    this.#entries = new Array<number>(this.#k).fill(0);
+    this.#buffers = Array.from({ length: this.#k }, () => []);
+    const mb = options.stateMemoryMb;
+    this.#budgetBytes = store && mb !== undefined && Number.isFinite(mb) ? mb * MIB : Infinity;
   }
 
-  /** A new engine, restored from `store` when it holds state. */
+  /**
+   * A new engine, continuing from `store` when it holds state: ids, cluster sizes, the --probe 2
+   * folds and positions are read now; with a budget, cluster states when their clusters get clips
+   * (without one, all of them now).
+   */
   static async create(options: DedupEngineOptions, store: StateStore | null = null): Promise<DedupEngine> {
     const engine = new DedupEngine(options, store);
     if (store) {
-      const members = await store.loadMembers();
-      const byCluster = new Map<number, StoredMember[]>();
-      for (const m of members) {
-        if (!byCluster.has(m.centroid)) byCluster.set(m.centroid, []);
-        byCluster.get(m.centroid)!.push(m);
-        engine.knownIds.add(m.rank.id);
+      for (const [c, n] of await store.clusterSizes()) {
+        invariant(c >= 0 && c < engine.#k, `state has cluster ${c}, the centroids ${engine.#k}`);
+        engine.#ownSize[c] = n.own;
+        engine.#entries[c] = n.entries;
       }
-      for (const [c, list] of byCluster) engine.clusters[c] = ClusterState.restore(c, options.dim, options.rankSpec, options.idType, list);
+      if (engine.#budgetBytes === Infinity) {
+        // No budget: every state resident from the start (`allVerdicts` and `clusters` see all).
+        const byCluster = new Map<number, StoredMember[]>();
+        for (const m of await store.loadMembers()) {
+          let list = byCluster.get(m.centroid);
+          if (!list) byCluster.set(m.centroid, (list = []));
+          list.push(m);
+          if (m.home === m.centroid) engine.knownIds.add(m.rank.id);
+        }
+        for (const [c, list] of [...byCluster].sort((a, b) => a[0] - b[0])) {
+          engine.#states[c] = ClusterState.restore(c, options.dim, options.rankSpec, options.idType, list);
+          engine.#lru.add(c);
+        }
+      } else {
+        for (const id of await store.loadIds()) engine.knownIds.add(id);
+      }
+      for (const e of await store.loadProbeEntries()) engine.#restoreFold(e);
       for (const p of await store.loadPositions()) engine.#positions.set(`${p.source}\u0000${p.partition}`, p);
     }
     return engine;
   }
 
+  #restoreFold(e: StoredProbeEntry): void {
+    let fold = this.#folds.get(e.id);
+    if (!fold) this.#folds.set(e.id, (fold = { home: e.home, score: -Infinity, maxId: null, maxRank: null, announced: true }));
+    if (beatsFold(fold, e.rawScore, e.rawMaxId, e.maxRank, this.options.rankSpec, this.options.idType)) {
+      fold.score = e.rawScore;
+      fold.maxId = e.rawMaxId;
+      fold.maxRank = e.maxRank;
+    }
+  }
+
+  /** Resident cluster states, by ascending centroid (the others are in the store). */
+  get clusters(): ClusterState[] {
+    return this.#states.filter((s): s is ClusterState => s !== null);
+  }
+
   get bufferedRows(): number {
     return this.#buffered;
+  }
+
+  /** Bytes the resident cluster states hold (see `ClusterState.residentBytes`). */
+  get residentBytes(): number {
+    let n = 0;
+    for (const c of this.#lru) n += this.#states[c]!.residentBytes;
+    return n;
   }
 
   /** The position a source should resume from (null when this state has none). */
@@ -80,12 +189,15 @@ export class DedupEngine {
     this.#positions.set(`${source}\u0000${partition}`, { source, partition, nextOffset });
   }
 
-  /** Add validated, unit-length clips: assign, buffer, flush full clusters. */
+  /** Add validated, unit-length clips: assign, buffer (with --probe 2 in both sets), flush full clusters. */
   async add(batch: ClipBatch): Promise<void> {
     const n = batch.ids.length;
     if (n === 0) return;
-    const { dim } = this.options;
-    const a = await assignToCentroids(batch.embeddings, this.options.centroids, dim, this.options.kernel);
+    const { dim, kernel } = this.options;
+    const a = await assignToCentroids(batch.embeddings, this.options.centroids, dim, kernel);
+    const margin = this.options.probeMargin ?? 0;
+    const probing = (this.options.probe ?? 1) > 1 && margin > 0;
+    const second = probing ? await secondNearestCentroids(batch.embeddings, this.options.centroids, dim, a.centroid, kernel) : null;
     const metaNames = this.options.metadataFields.filter((f) => f in batch.metadata);
     const full = new Set<number>();
     for (let i = 0; i < n; i++) {
@@ -100,26 +212,99 @@ export class DedupEngine {
         metadata,
       };
       const c = a.centroid[i]!;
+      const p = second ? probedCentroid(second.centroid[i]!, second.l2DistToCent[i]!, a.l2DistToCent[i]!, margin) : -1;
       // A view: the batch's array is not reused, and the flush copies rows into the cluster.
-      this.#buffers[c]!.push({ rank, embedding: batch.embeddings.subarray(i * dim, (i + 1) * dim) });
-      this.knownIds.add(id);
+      const embedding = batch.embeddings.subarray(i * dim, (i + 1) * dim);
+      this.#buffers[c]!.push({ rank, embedding, home: c, probe: p });
       if (this.#buffers[c]!.length >= this.options.flushMaxRows) full.add(c);
+      if (p >= 0) {
+        // Its second entry: ranked in that set by its own rank fields (the global order).
+        this.#buffers[p]!.push({ rank, embedding, home: c, probe: p });
+        if (this.#buffers[p]!.length >= this.options.flushMaxRows) full.add(p);
+        this.#folds.set(id, { home: c, score: -Infinity, maxId: null, maxRank: null, announced: false });
+      }
+      this.knownIds.add(id);
     }
     this.#buffered += n;
     this.clipsAdded += n;
     for (const c of full) await this.#flushCluster(c);
   }
 
+  /** The resident state of cluster c, loaded from the store when it has members there. */
+  async #stateOf(c: number): Promise<ClusterState> {
+    let state = this.#states[c];
+    if (state) {
+      this.#lru.delete(c);
+      this.#lru.add(c);
+      return state;
+    }
+    const { dim, rankSpec, idType } = this.options;
+    if (this.#store && this.#entries[c]! > 0) {
+      state = ClusterState.restore(c, dim, rankSpec, idType, await this.#store.loadMembers(c));
+      invariant(state.size === this.#entries[c], `cluster ${c}: the store holds ${state.size} members, the engine counted ${this.#entries[c]}`);
+      this.statesLoaded++;
+    } else {
+      state = new ClusterState(c, dim, rankSpec, idType);
+    }
+    this.#states[c] = state;
+    this.#lru.add(c);
+    this.#evictOverBudget();
+    return state;
+  }
+
+  /**
+   * Evict least recently used states until the resident ones fit the budget. Only states whose
+   * members are all in the store (nothing changed since the last checkpoint) can go; while clips
+   * are added the most recently used one stays (it is being worked on).
+   */
+  #evictOverBudget(keepMostRecent = true): void {
+    if (this.#budgetBytes === Infinity) return;
+    let bytes = this.residentBytes;
+    if (bytes <= this.#budgetBytes) return;
+    let left = this.#lru.size;
+    for (const c of [...this.#lru]) {
+      if (bytes <= this.#budgetBytes || (keepMostRecent && --left === 0)) break;
+      const state = this.#states[c]!;
+      if (state.dirtyCount > 0) continue;
+      bytes -= state.residentBytes;
+      this.#states[c] = null;
+      this.#lru.delete(c);
+      this.statesEvicted++;
+    }
+  }
+
   async #flushCluster(c: number): Promise<void> {
     const clips = this.#buffers[c]!;
     if (clips.length === 0) return;
     this.#buffers[c] = [];
-    this.#buffered -= clips.length;
+    let own = 0;
+    for (const clip of clips) if (clip.home === c) own++;
+    this.#buffered -= own;
+    const state = await this.#stateOf(c);
     const started = performance.now();
-    const { changed } = await this.clusters[c]!.addClips(clips, this.options.kernel);
+    const { changed, raised } = await state.addClips(clips, this.options.kernel);
     this.lastFlushMs = performance.now() - started;
+    this.#ownSize[c]! += own;
+    this.#entries[c]! += clips.length;
     const threshold = 1 - this.options.eps;
     for (const v of changed) if (v.score >= threshold) this.#pendingVerdicts.set(v.id, v);
+    for (const r of raised) this.#foldRaise(r, threshold);
+  }
+
+  /** A probed clip's raw max rose in one of its sets: its verdict changes when the fold does. */
+  #foldRaise(r: SetRaise, threshold: number): void {
+    const fold = this.#folds.get(r.id);
+    invariant(fold !== undefined, `no probe fold for clip ${r.id}`);
+    const beats = beatsFold(fold, r.score, r.maxId, r.maxRank, this.options.rankSpec, this.options.idType);
+    if (beats) {
+      fold.score = r.score;
+      fold.maxId = r.maxId;
+      fold.maxRank = r.maxRank;
+    }
+    if (!beats && fold.announced) return;
+    fold.announced = true;
+    const v = foldVerdict(r.id, fold);
+    if (v.score >= threshold) this.#pendingVerdicts.set(v.id, v);
   }
 
   /** Flush every buffer through the kernel. */
@@ -130,25 +315,150 @@ export class DedupEngine {
   /**
    * Flush everything, persist changed members and positions in one transaction, and return the
    * duplicate verdicts that changed since the last checkpoint (publish them, then commit offsets).
+   * Then resident states beyond the memory budget are evicted (they are in the store now).
    */
   async checkpoint(): Promise<Verdict[]> {
-    await this.flushAll();
-    // Changed members are marked stored as they are taken; if the write fails the process stops
-    // and the next run restores from what the store holds.
-    const changes = new MemberChanges();
-    for (const state of this.clusters) state.takeChanges(changes);
-    if (this.#store) await this.#store.checkpoint(changes, [...this.#positions.values()]);
+    const store = this.#store;
+    if (!store || this.#budgetBytes === Infinity) {
+      await this.flushAll();
+      // Changed members are marked stored as they are taken; if the write fails the process stops
+      // and the next run restores from what the store holds.
+      const changes = new MemberChanges();
+      for (const c of this.#lru) this.#states[c]!.takeChanges(changes);
+      if (store) await store.checkpoint(changes, [...this.#positions.values()]);
+    } else {
+      await this.#checkpointWithinBudget(store);
+    }
     const verdicts = [...this.#pendingVerdicts.values()];
     this.#pendingVerdicts.clear();
+    this.#evictOverBudget(false);
+    this.peakResidentBytesAfterCheckpoint = Math.max(this.peakResidentBytesAfterCheckpoint, this.residentBytes);
     return verdicts;
   }
 
-  /** Current verdict of every clip in state (flushed clips only), cluster by cluster in rank order. */
-  allVerdicts(): Verdict[] {
-    return this.clusters.flatMap((s) => s.verdicts());
+  /**
+   * A checkpoint under a memory budget: cluster by cluster, flush and take the changes; whenever
+   * the resident states exceed the budget, append the changes so far to the open transaction
+   * (the states are then clean) and evict, so a checkpoint that touches every cluster never
+   * holds them all. One transaction still, with the positions at its commit.
+   */
+  async #checkpointWithinBudget(store: StateStore): Promise<void> {
+    let changes = new MemberChanges();
+    let begun = false;
+    try {
+      for (let c = 0; c < this.#k; c++) {
+        await this.#flushCluster(c);
+        const state = this.#states[c];
+        if (!state || state.dirtyCount === 0) continue;
+        state.takeChanges(changes);
+        if (this.residentBytes <= this.#budgetBytes) continue;
+        if (!begun) {
+          await store.beginCheckpoint();
+          this.checkpointSpills++;
+        }
+        begun = true;
+        await store.appendChanges(changes);
+        changes = new MemberChanges();
+        this.#evictOverBudget(false);
+      }
+      if (!begun) {
+        await store.checkpoint(changes, [...this.#positions.values()]);
+        return;
+      }
+      await store.appendChanges(changes);
+      await store.commitCheckpoint([...this.#positions.values()]);
+    } catch (err) {
+      if (begun) await store.abortCheckpoint();
+      throw err;
+    }
   }
 
+  /** A member's published verdict: the fold of its sets when probed, else its own set's. */
+  #verdictAt(state: ClusterState, p: number): Verdict {
+    const v = state.verdictAt(p);
+    if (!state.linkedAt(p)) return v;
+    const fold = this.#folds.get(v.id);
+    invariant(fold !== undefined, `no probe fold for clip ${v.id}`);
+    return foldVerdict(v.id, fold);
+  }
+
+  /** Own members of a state in rank order, with their verdicts. */
+  #ownResults(state: ClusterState): { members: MemberRecord[]; verdicts: Verdict[] } {
+    const verdicts: Verdict[] = [];
+    for (let p = 0; p < state.size; p++) if (state.ownAt(p)) verdicts.push(this.#verdictAt(state, p));
+    return { members: state.ownMembers(), verdicts };
+  }
+
+  /**
+   * Current verdict of every clip (flushed clips only), cluster by cluster in rank order. Needs
+   * every non-empty state resident (an engine without a store, or an unbounded one that has
+   * touched every cluster); `storedVerdicts` and `forEachCluster` read from the store instead.
+   */
+  allVerdicts(): Verdict[] {
+    const out: Verdict[] = [];
+    for (let c = 0; c < this.#k; c++) {
+      const state = this.#states[c];
+      if (!state) {
+        invariant(this.#entries[c] === 0, `allVerdicts: cluster ${c} is not resident; use storedVerdicts()`);
+        continue;
+      }
+      for (let p = 0; p < state.size; p++) if (state.ownAt(p)) out.push(this.#verdictAt(state, p));
+    }
+    return out;
+  }
+
+  /**
+   * Verdicts with score >= `minScore` of every clip in the store, as of the last checkpoint, in
+   * chunks (no cluster state loaded: raw maxima are read without embeddings). Without a store,
+   * those of the resident states.
+   */
+  async *storedVerdicts(minScore = -Infinity): AsyncGenerator<Verdict[]> {
+    if (!this.#store) {
+      yield this.allVerdicts().filter((v) => v.score >= minScore);
+      return;
+    }
+    for await (const rows of this.#store.verdictRows()) {
+      const out: Verdict[] = [];
+      for (const r of rows) {
+        let v: Verdict;
+        if (r.probe >= 0) {
+          const fold = this.#folds.get(r.id);
+          invariant(fold !== undefined, `no probe fold for clip ${r.id}`);
+          v = foldVerdict(r.id, fold);
+        } else if (r.rawMaxId === null || r.rawScore < 0) {
+          v = { id: r.id, maxId: r.id, score: 0, centroid: r.centroid };
+        } else {
+          v = { id: r.id, maxId: r.rawMaxId, score: r.rawScore, centroid: r.centroid };
+        }
+        if (v.score >= minScore) out.push(v);
+      }
+      if (out.length > 0) yield out;
+    }
+  }
+
+  /**
+   * Each non-empty cluster in centroid order: its own clips in rank order (embeddings included)
+   * and their verdicts. Call after a checkpoint. States not resident are read from the store one
+   * at a time and dropped after `fn` (the resident set is left as it is).
+   */
+  async forEachCluster(fn: (centroid: number, members: MemberRecord[], verdicts: Verdict[]) => Promise<void>): Promise<void> {
+    const { dim, rankSpec, idType } = this.options;
+    for (let c = 0; c < this.#k; c++) {
+      if (this.#ownSize[c] === 0) continue;
+      let state = this.#states[c];
+      if (!state) {
+        invariant(this.#store !== null, `cluster ${c} has members but no state`);
+        state = ClusterState.restore(c, dim, rankSpec, idType, await this.#store.loadMembers(c));
+      }
+      const { members, verdicts } = this.#ownResults(state);
+      await fn(c, members, verdicts);
+    }
+  }
+
+  /** Clips in state (flushed; each once, however many sets it is compared in). */
   get size(): number {
-    return this.clusters.reduce((n, s) => n + s.size, 0);
+    let n = 0;
+    for (const s of this.#ownSize) n += s;
+    return n;
   }
 }

@@ -29,41 +29,116 @@ export interface StateIdentity {
   readonly idType: string;
   /** Which verdicts were published depends on eps, so the changelog only continues with the same one. */
   readonly eps: string;
+  /** `1`, or `2:<margin>`: which sets a clip was compared in (--probe, --probe-margin). */
+  readonly probe: string;
 }
 
-/** The identity of a state built with these centroids, ranking, id type and eps. */
-export function stateIdentity(centroids: Float32Array, dim: number, rankSpec: RankSpec, idType: IdType, eps: number): StateIdentity {
-  return { dim, clusters: centroids.length / dim, centroidsChecksum: centroidsChecksum(centroids), rankSpec: JSON.stringify(rankSpec), idType, eps: String(eps) };
+/** Multi-probe settings of a state (`--probe`, `--probe-margin`). */
+export interface ProbeSettings {
+  readonly probe: number;
+  readonly probeMargin: number;
+}
+
+/** The identity of a state built with these centroids, ranking, id type, eps and probe settings. */
+export function stateIdentity(centroids: Float32Array, dim: number, rankSpec: RankSpec, idType: IdType, eps: number, probe?: ProbeSettings): StateIdentity {
+  return {
+    dim,
+    clusters: centroids.length / dim,
+    centroidsChecksum: centroidsChecksum(centroids),
+    rankSpec: JSON.stringify(rankSpec),
+    idType,
+    eps: String(eps),
+    probe: probeIdentity(probe),
+  };
+}
+
+/** `--probe 1` (or margin 0, which probes nothing) is `1`; else `2:<margin>`. */
+export function probeIdentity(probe?: ProbeSettings): string {
+  return probe && probe.probe > 1 && probe.probeMargin > 0 ? `${probe.probe}:${probe.probeMargin}` : '1';
+}
+
+/** Identity keys added after states were first written, with the value such older states have. */
+const LEGACY_IDENTITY: Readonly<Record<string, string>> = { probe: '1' };
+
+/** Persisted per-clip facts for the engine's --probe 2 fold: one entry of a probed clip. */
+export interface StoredProbeEntry {
+  readonly id: string;
+  readonly centroid: number;
+  readonly home: number;
+  readonly probe: number;
+  readonly rawScore: number;
+  readonly rawMaxId: string | null;
+  /** Rank fields of rawMaxId (null when none). */
+  readonly maxRank: RankFields | null;
+}
+
+/** A persisted own entry's raw max, for verdicts read from the store. */
+export interface StoredVerdictRow {
+  readonly id: string;
+  readonly centroid: number;
+  /** -1: not probed. */
+  readonly probe: number;
+  readonly rawScore: number;
+  readonly rawMaxId: string | null;
 }
 
 const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? { $bigint: v.toString() } : v);
 const bigintRevive = (_k: string, v: unknown) => (v && typeof v === 'object' && '$bigint' in v ? BigInt((v as { $bigint: string }).$bigint) : v);
 
+/**
+ * DuckDB memory for a state file under a state memory budget of `budgetMb`: the same size, at most
+ * the 1 GB DuckDB had before budgets (the budget bounds JS-side states, this DuckDB's cache).
+ */
+export function stateStoreMemoryMb(budgetMb: number): number {
+  return Math.min(1024, budgetMb);
+}
+
 /** Row group size of state files: see `Store.open` (checkpoints stay O(appended rows)). */
 const STATE_ROW_GROUP_SIZE = 2048;
 
+/** The members table: one row per (compared set, clip); a clip probed into a second set has two. */
+const MEMBERS_DDL = (name: string) => `CREATE TABLE ${name} (
+      centroid INTEGER NOT NULL, id VARCHAR NOT NULL, home INTEGER NOT NULL, probe INTEGER,
+      cosine_dist_to_cent FLOAT, l2_dist_to_cent FLOAT, rank_hash DOUBLE, metadata VARCHAR,
+      embedding BLOB USING COMPRESSION uncompressed NOT NULL, raw_score FLOAT, raw_max_id VARCHAR,
+      PRIMARY KEY (centroid, id))`;
+
+const RANK_COLUMNS = 'cosine_dist_to_cent, l2_dist_to_cent, rank_hash, metadata';
+
 /**
- * Streaming state in DuckDB, keyed by cluster: every member with its rank fields, its embedding
- * as a little-endian float32 BLOB and its raw max; plus source positions. A checkpoint writes
- * changed members and positions in one transaction, so state and offsets never disagree.
+ * Streaming state in DuckDB, keyed by (cluster, clip): every member of each compared set with its
+ * rank fields, its own cluster (`home`) and probe cluster, its embedding as a little-endian
+ * float32 BLOB and its raw max in that set; plus source positions. A clip probed into a second
+ * cluster (--probe 2) has a row in each. A checkpoint writes changed members and positions in one
+ * transaction, so state and offsets never disagree.
  */
 export class StateStore {
   readonly #store: Store;
+  /** Rows wait in temp.members_raised for the open checkpoint's commit. */
+  #raisedPending = false;
 
   private constructor(store: Store) {
     this.#store = store;
   }
 
-  static async open(path: string): Promise<StateStore> {
-    const store = await Store.open(path, { rowGroupSize: STATE_ROW_GROUP_SIZE });
+  /**
+   * `memoryLimitMb`: DuckDB's buffer pool for this file (default 1 GB). Under a state memory budget
+   * the caller sizes it too: appended members otherwise stay cached in DuckDB's memory.
+   */
+  static async open(path: string, options: { memoryLimitMb?: number } = {}): Promise<StateStore> {
+    const memoryLimit = options.memoryLimitMb === undefined ? undefined : `${Math.max(32, Math.round(options.memoryLimitMb))}MB`;
+    const store = await Store.open(path, { rowGroupSize: STATE_ROW_GROUP_SIZE, memoryLimit });
     // Embeddings are incompressible floats: DuckDB's string compression analysis (FSST,
     // dictionary) at every checkpoint cost more than the rest of the write.
-    await store.run(`CREATE TABLE IF NOT EXISTS members (
-      centroid INTEGER NOT NULL, id VARCHAR PRIMARY KEY, cosine_dist_to_cent FLOAT, l2_dist_to_cent FLOAT,
-      rank_hash DOUBLE, metadata VARCHAR, embedding BLOB USING COMPRESSION uncompressed NOT NULL, raw_score FLOAT, raw_max_id VARCHAR)`);
-    await store.run('CREATE TABLE IF NOT EXISTS positions (source VARCHAR, partition INTEGER, next_offset VARCHAR, PRIMARY KEY (source, partition))');
-    await store.run('CREATE TABLE IF NOT EXISTS identity (key VARCHAR PRIMARY KEY, value VARCHAR)');
-    await store.run('CREATE TEMP TABLE members_raised (id VARCHAR, raw_score FLOAT, raw_max_id VARCHAR)');
+    try {
+      await createOrMigrateMembers(store);
+      await store.run('CREATE TABLE IF NOT EXISTS positions (source VARCHAR, partition INTEGER, next_offset VARCHAR, PRIMARY KEY (source, partition))');
+      await store.run('CREATE TABLE IF NOT EXISTS identity (key VARCHAR PRIMARY KEY, value VARCHAR)');
+      await store.run('CREATE TEMP TABLE members_raised (centroid INTEGER, id VARCHAR, raw_score FLOAT, raw_max_id VARCHAR)');
+    } catch (err) {
+      store.close();
+      throw err;
+    }
     return new StateStore(store);
   }
 
@@ -74,34 +149,100 @@ export class StateStore {
       for (const [key, value] of Object.entries(identity)) await this.#store.run(`INSERT INTO identity VALUES ('${key}', '${String(value).replace(/'/g, "''")}')`);
       return;
     }
-    const stored = Object.fromEntries(rows.map((r) => [r.key as string, r.value as string]));
+    const stored: Record<string, string> = Object.fromEntries(rows.map((r) => [r.key as string, r.value as string]));
     for (const [key, value] of Object.entries(identity)) {
+      if (!(key in stored) && key in LEGACY_IDENTITY) {
+        // A state written before this key existed was built with its legacy value.
+        stored[key] = LEGACY_IDENTITY[key]!;
+        if (String(value) === stored[key]) await this.#store.run(`INSERT INTO identity VALUES (${sqlString(key)}, ${sqlString(String(value))})`);
+      }
       if (stored[key] !== String(value)) {
         throw new InputError(`state was built with ${key} = ${stored[key]}, this run has ${String(value)}; use a new --state folder`, { context: { file: path, field: key } });
       }
     }
   }
 
-  async loadMembers(): Promise<StoredMember[]> {
-    const reader = await this.#store.connection.runAndReadAll('SELECT * FROM members');
-    const cols = reader.getColumnsJS() as unknown[][];
-    const names = reader.columnNames();
-    if (cols.length < names.length) return []; // an empty table yields no column arrays
-    const col = (n: string) => cols[names.indexOf(n)]!;
-    const [centroid, id, cos, l2, hash, meta, emb, raw, rawMax] = ['centroid', 'id', 'cosine_dist_to_cent', 'l2_dist_to_cent', 'rank_hash', 'metadata', 'embedding', 'raw_score', 'raw_max_id'].map(col);
+  /** Every member of every set (embeddings included), or of one cluster's set. */
+  async loadMembers(centroid?: number): Promise<StoredMember[]> {
+    const where = centroid === undefined ? '' : ` WHERE centroid = ${Math.trunc(centroid)}`;
+    const cols = await this.#columns(`SELECT centroid, id, home, probe, ${RANK_COLUMNS}, embedding, raw_score, raw_max_id FROM members${where}`);
+    if (!cols) return [];
+    const { id, home, probe, embedding: emb, raw_score: raw, raw_max_id: rawMax } = cols;
     return id!.map((_, i) => {
       const bytes = emb![i] as Uint8Array;
       const embedding = new Float32Array(bytes.byteLength / 4);
       new Uint8Array(embedding.buffer).set(bytes);
-      const rank: RankFields = {
-        id: id![i] as string,
-        cosineDistToCent: cos![i] as number,
-        l2DistToCent: l2![i] as number,
-        hash: hash![i] as number,
-        metadata: JSON.parse(meta![i] as string, bigintRevive),
+      return {
+        centroid: cols.centroid![i] as number,
+        rank: rankFieldsAt(cols, i, 'id', ''),
+        embedding,
+        rawScore: raw![i] as number,
+        rawMaxId: (rawMax![i] as string | null) ?? null,
+        home: home![i] as number,
+        probe: (probe![i] as number | null) ?? -1,
       };
-      return { centroid: centroid![i] as number, rank, embedding, rawScore: raw![i] as number, rawMaxId: (rawMax![i] as string | null) ?? null };
     });
+  }
+
+  /** Own clips per cluster (a probed-in entry is not counted in its second cluster). */
+  async clusterSizes(): Promise<Map<number, { own: number; entries: number }>> {
+    const rows = await this.#store.rows('SELECT centroid, count(*) FILTER (WHERE centroid = home)::INTEGER AS own, count(*)::INTEGER AS entries FROM members GROUP BY centroid');
+    return new Map(rows.map((r) => [r.centroid as number, { own: r.own as number, entries: r.entries as number }]));
+  }
+
+  /** Every clip id in the state, once each (no embeddings read). */
+  async loadIds(): Promise<string[]> {
+    const cols = await this.#columns('SELECT id FROM members WHERE centroid = home');
+    return (cols?.id as string[] | undefined) ?? [];
+  }
+
+  /** Both entries of every probed clip, with the rank fields of each entry's raw argmax. */
+  async loadProbeEntries(): Promise<StoredProbeEntry[]> {
+    const cols = await this.#columns(
+      `SELECT m.id, m.centroid, m.home, m.probe, m.raw_score, m.raw_max_id,
+              w.cosine_dist_to_cent AS w_cosine_dist_to_cent, w.l2_dist_to_cent AS w_l2_dist_to_cent, w.rank_hash AS w_rank_hash, w.metadata AS w_metadata
+         FROM members m LEFT JOIN members w ON w.centroid = m.centroid AND w.id = m.raw_max_id
+        WHERE m.probe IS NOT NULL`,
+    );
+    if (!cols) return [];
+    return cols.id!.map((id, i) => {
+      const rawMaxId = (cols.raw_max_id![i] as string | null) ?? null;
+      return {
+        id: id as string,
+        centroid: cols.centroid![i] as number,
+        home: cols.home![i] as number,
+        probe: cols.probe![i] as number,
+        rawScore: cols.raw_score![i] as number,
+        rawMaxId,
+        maxRank: rawMaxId === null ? null : rankFieldsAt(cols, i, 'raw_max_id', 'w_'),
+      };
+    });
+  }
+
+  /**
+   * Every own entry's raw max, streamed in DuckDB chunks (about 2048 rows), without embeddings.
+   * Run no other statement on this store until the iteration ends.
+   */
+  async *verdictRows(): AsyncGenerator<StoredVerdictRow[]> {
+    const result = await this.#store.connection.stream('SELECT id, centroid, probe, raw_score, raw_max_id FROM members WHERE centroid = home');
+    for await (const rows of result.yieldRowObjectJs()) {
+      yield rows.map((r) => ({
+        id: r.id as string,
+        centroid: r.centroid as number,
+        probe: (r.probe as number | null) ?? -1,
+        rawScore: r.raw_score as number,
+        rawMaxId: (r.raw_max_id as string | null) ?? null,
+      }));
+    }
+  }
+
+  /** Columns of a query by name, or null when it returned no rows. */
+  async #columns(sql: string): Promise<Record<string, unknown[]> | null> {
+    const reader = await this.#store.connection.runAndReadAll(sql);
+    const cols = reader.getColumnsJS() as unknown[][];
+    const names = reader.columnNames();
+    if (cols.length < names.length || (cols[0]?.length ?? 0) === 0) return null; // an empty result yields no column arrays
+    return Object.fromEntries(names.map((n, i) => [n, cols[i]!]));
   }
 
   async loadPositions(): Promise<SourcePosition[]> {
@@ -110,50 +251,79 @@ export class StateStore {
   }
 
   /**
-   * Persist changed members and source positions atomically. New members are inserted whole;
-   * stored members only change their raw max, so only that is updated (rewriting their
-   * embeddings made checkpoints cost O(state) bytes: most changed members are old ones).
-   * Rows go in as DuckDB data chunks (bulk copies per column, one call per string), appended
-   * inside the transaction.
+   * Persist changed members and source positions atomically (`beginCheckpoint`, `appendChanges`,
+   * `commitCheckpoint` in one call). New members are inserted whole; stored members only change
+   * their raw max, so only that is updated (rewriting their embeddings made checkpoints cost
+   * O(state) bytes: most changed members are old ones). Rows go in as DuckDB data chunks (bulk
+   * copies per column, one call per string), appended inside the transaction.
    */
   async checkpoint(changes: MemberChanges, positions: readonly SourcePosition[]): Promise<void> {
-    const db = this.#store;
-    await db.run('BEGIN TRANSACTION');
+    await this.beginCheckpoint();
     try {
-      // Appends are synchronous and join the open transaction.
-      if (changes.newRanks.length > 0) {
-        const appender = await db.connection.createAppender('members', 'main', db.catalog);
-        try {
-          appendNewMembers(appender, changes);
-          appender.flushSync();
-        } finally {
-          appender.closeSync();
-        }
-      }
-      // The rest in one round trip: at a checkpoint every 100 ms each statement's trip through
-      // the driver's thread pool is a visible part of the verdict latency.
-      const statements: string[] = [];
-      if (changes.raisedIds.length > 0) {
-        // A temp table kept for the connection's life, emptied in the same transaction.
-        const appender = await db.connection.createAppender('members_raised', 'main', 'temp');
-        try {
-          appendRaisedMembers(appender, changes);
-          appender.flushSync();
-        } finally {
-          appender.closeSync();
-        }
-        statements.push('UPDATE members SET raw_score = r.raw_score, raw_max_id = r.raw_max_id FROM temp.main.members_raised r WHERE members.id = r.id');
-        statements.push('DELETE FROM temp.main.members_raised');
-      }
-      if (positions.length > 0) {
-        statements.push(`INSERT OR REPLACE INTO positions VALUES ${positions.map((p) => `(${sqlString(p.source)}, ${p.partition}, ${sqlString(p.nextOffset)})`).join(', ')}`);
-      }
-      statements.push('COMMIT');
-      await db.run(statements.join(';\n'));
+      await this.appendChanges(changes);
+      await this.commitCheckpoint(positions);
     } catch (err) {
-      await db.run('ROLLBACK').catch(() => {});
+      await this.abortCheckpoint();
       throw err;
     }
+  }
+
+  /** Open the checkpoint's transaction; reads on this store then see what it appended so far. */
+  async beginCheckpoint(): Promise<void> {
+    await this.#store.run('BEGIN TRANSACTION');
+  }
+
+  /**
+   * Append changed members inside the open checkpoint (any number of times: an engine under a
+   * memory budget writes a cluster's changes before evicting it). Raw-max updates of stored
+   * members wait in a temp table until `commitCheckpoint`.
+   */
+  async appendChanges(changes: MemberChanges): Promise<void> {
+    const db = this.#store;
+    // Appends are synchronous and join the open transaction.
+    if (changes.newRanks.length > 0) {
+      const appender = await db.connection.createAppender('members', 'main', db.catalog);
+      try {
+        appendNewMembers(appender, changes);
+        appender.flushSync();
+      } finally {
+        appender.closeSync();
+      }
+    }
+    if (changes.raisedIds.length > 0) {
+      // A temp table kept for the connection's life, emptied at commit in the same transaction.
+      const appender = await db.connection.createAppender('members_raised', 'main', 'temp');
+      try {
+        appendRaisedMembers(appender, changes);
+        appender.flushSync();
+      } finally {
+        appender.closeSync();
+      }
+      this.#raisedPending = true;
+    }
+  }
+
+  /** Apply the raw-max updates, record the positions and commit. */
+  async commitCheckpoint(positions: readonly SourcePosition[]): Promise<void> {
+    // The rest in one round trip: at a checkpoint every 100 ms each statement's trip through
+    // the driver's thread pool is a visible part of the verdict latency.
+    const statements: string[] = [];
+    if (this.#raisedPending) {
+      statements.push('UPDATE members SET raw_score = r.raw_score, raw_max_id = r.raw_max_id FROM temp.main.members_raised r WHERE members.centroid = r.centroid AND members.id = r.id');
+      statements.push('DELETE FROM temp.main.members_raised');
+    }
+    if (positions.length > 0) {
+      statements.push(`INSERT OR REPLACE INTO positions VALUES ${positions.map((p) => `(${sqlString(p.source)}, ${p.partition}, ${sqlString(p.nextOffset)})`).join(', ')}`);
+    }
+    statements.push('COMMIT');
+    await this.#store.run(statements.join(';\n'));
+    this.#raisedPending = false;
+  }
+
+  /** Roll the open checkpoint back (after a failure; the caller stops). */
+  async abortCheckpoint(): Promise<void> {
+    await this.#store.run('ROLLBACK').catch(() => {});
+    this.#raisedPending = false;
   }
 
   close(): void {
@@ -161,12 +331,48 @@ export class StateStore {
   }
 }
 
+/** Rank fields of row i: id from column `idColumn`, the rest from `<prefix>cosine_dist_to_cent` etc. */
+function rankFieldsAt(cols: Record<string, unknown[]>, i: number, idColumn: string, prefix: string): RankFields {
+  return {
+    id: cols[idColumn]![i] as string,
+    cosineDistToCent: cols[`${prefix}cosine_dist_to_cent`]![i] as number,
+    l2DistToCent: cols[`${prefix}l2_dist_to_cent`]![i] as number,
+    hash: cols[`${prefix}rank_hash`]![i] as number,
+    metadata: JSON.parse(cols[`${prefix}metadata`]![i] as string, bigintRevive),
+  };
+}
+
+/**
+ * Create the members table, or migrate a state written before multi-probe (`id` as PRIMARY KEY,
+ * one row per clip, no home/probe): every row becomes its clip's own, unprobed entry.
+ */
+async function createOrMigrateMembers(store: Store): Promise<void> {
+  const catalog = store.catalog ? sqlString(store.catalog) : 'current_database()';
+  const columns = await store.rows(`SELECT column_name FROM duckdb_columns() WHERE database_name = ${catalog} AND schema_name = 'main' AND table_name = 'members'`);
+  if (columns.length === 0) {
+    await store.run(MEMBERS_DDL('members'));
+    return;
+  }
+  if (columns.some((c) => c.column_name === 'home')) return;
+  await store.run('BEGIN TRANSACTION');
+  try {
+    await store.run(MEMBERS_DDL('members_v2'));
+    await store.run(`INSERT INTO members_v2 SELECT centroid, id, centroid, NULL, ${RANK_COLUMNS}, embedding, raw_score, raw_max_id FROM members`);
+    await store.run('DROP TABLE members');
+    await store.run('ALTER TABLE members_v2 RENAME TO members');
+    await store.run('COMMIT');
+  } catch (err) {
+    await store.run('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Data chunks (little-endian hosts only, as the DuckDB Parquet sink)
 
 const T = duckdb.Type;
-const NEW_MEMBER_TYPES = [T.INTEGER, T.VARCHAR, T.FLOAT, T.FLOAT, T.DOUBLE, T.VARCHAR, T.BLOB, T.FLOAT, T.VARCHAR];
-const RAISED_TYPES = [T.VARCHAR, T.FLOAT, T.VARCHAR];
+const NEW_MEMBER_TYPES = [T.INTEGER, T.VARCHAR, T.INTEGER, T.INTEGER, T.FLOAT, T.FLOAT, T.DOUBLE, T.VARCHAR, T.BLOB, T.FLOAT, T.VARCHAR];
+const RAISED_TYPES = [T.INTEGER, T.VARCHAR, T.FLOAT, T.VARCHAR];
 
 /** Rows [start, end) of `values` into a numeric vector, as one bulk copy. */
 function copyNumbers(vector: duckdb.Vector, values: ArrayLike<number>, start: number, end: number, Typed: Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor): void {
@@ -211,12 +417,29 @@ function appendChunks(appender: DuckDBAppender, types: readonly duckdb.Type[], r
   }
 }
 
+/** Rows [start, end) of `values` into an INTEGER vector; negative values are NULL. */
+function copyIntsNegativeNull(vector: duckdb.Vector, values: ArrayLike<number>, start: number, end: number): void {
+  copyNumbers(vector, values, start, end, Int32Array);
+  let validity: Uint8Array | null = null;
+  for (let i = start; i < end; i++) {
+    if (values[i]! >= 0) continue;
+    validity ??= new Uint8Array(Math.ceil((end - start) / 64) * 8).fill(0xff);
+    validity[(i - start) >> 3]! &= ~(1 << ((i - start) & 7));
+  }
+  if (validity) {
+    duckdb.vector_ensure_validity_writable(vector);
+    duckdb.copy_data_to_vector_validity(vector, 0, validity.buffer as ArrayBuffer, 0, validity.byteLength);
+  }
+}
+
 function appendNewMembers(appender: DuckDBAppender, c: MemberChanges): void {
   const ranks = c.newRanks;
   const ids = ranks.map((r) => r.id);
   appendChunks(appender, NEW_MEMBER_TYPES, ranks.length, (vector, start, end) => {
     copyNumbers(vector(0), c.newCentroid, start, end, Int32Array);
     copyStrings(vector(1), ids, start, end);
+    copyNumbers(vector(2), c.newHome, start, end, Int32Array);
+    copyIntsNegativeNull(vector(3), c.newProbe, start, end);
     const cos = new Float32Array(end - start);
     const l2 = new Float32Array(end - start);
     const hash = new Float64Array(end - start);
@@ -228,24 +451,25 @@ function appendNewMembers(appender: DuckDBAppender, c: MemberChanges): void {
       hash[i - start] = r.hash;
       meta[i - start] = JSON.stringify(r.metadata, bigintSafe);
     }
-    duckdb.copy_data_to_vector(vector(2), 0, cos.buffer, 0, cos.byteLength);
-    duckdb.copy_data_to_vector(vector(3), 0, l2.buffer, 0, l2.byteLength);
-    duckdb.copy_data_to_vector(vector(4), 0, hash.buffer, 0, hash.byteLength);
-    copyStrings(vector(5), meta, 0, end - start);
-    const emb = vector(6);
+    duckdb.copy_data_to_vector(vector(4), 0, cos.buffer, 0, cos.byteLength);
+    duckdb.copy_data_to_vector(vector(5), 0, l2.buffer, 0, l2.byteLength);
+    duckdb.copy_data_to_vector(vector(6), 0, hash.buffer, 0, hash.byteLength);
+    copyStrings(vector(7), meta, 0, end - start);
+    const emb = vector(8);
     for (let i = start; i < end; i++) {
       const e = c.newEmbeddings[i]!;
       duckdb.vector_assign_string_element_len(emb, i - start, new Uint8Array(e.buffer, e.byteOffset, e.byteLength));
     }
-    copyNumbers(vector(7), c.newRawScore, start, end, Float32Array);
-    copyStrings(vector(8), c.newRawMaxId, start, end);
+    copyNumbers(vector(9), c.newRawScore, start, end, Float32Array);
+    copyStrings(vector(10), c.newRawMaxId, start, end);
   });
 }
 
 function appendRaisedMembers(appender: DuckDBAppender, c: MemberChanges): void {
   appendChunks(appender, RAISED_TYPES, c.raisedIds.length, (vector, start, end) => {
-    copyStrings(vector(0), c.raisedIds, start, end);
-    copyNumbers(vector(1), c.raisedRawScore, start, end, Float32Array);
-    copyStrings(vector(2), c.raisedRawMaxId, start, end);
+    copyNumbers(vector(0), c.raisedCentroid, start, end, Int32Array);
+    copyStrings(vector(1), c.raisedIds, start, end);
+    copyNumbers(vector(2), c.raisedRawScore, start, end, Float32Array);
+    copyStrings(vector(3), c.raisedRawMaxId, start, end);
   });
 }

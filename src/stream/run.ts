@@ -3,22 +3,35 @@ import { join, resolve } from 'node:path';
 import { streamTopology } from '../../topologies/stream.js';
 import { readCentroids } from '../assign/centroids.js';
 import { createKernel } from '../kernels/index.js';
-import type { Logger } from '../runtime/logging.js';
-import { createStreamMetrics, startMetricsServer } from '../runtime/metrics.js';
-import type { MetricsServer, StreamMetrics } from '../runtime/metrics.js';
+import { createStreamMetrics } from '../runtime/metrics.js';
+import type { StreamMetrics } from '../runtime/metrics.js';
 import { runStreamTopology } from '../runtime/stream-runner.js';
 import type { StreamStopReason } from '../runtime/stream-runner.js';
-import { InputError } from '../shared/errors.js';
 import { kafkaConnectionOf, redactStreamConfig } from '../shared/stream-config.js';
 import type { StreamConfig } from '../shared/stream-config.js';
 import type { RankSpec } from '../shared/types.js';
 import { createDeadLetterWriter, createKafkaSink } from '../sinks/kafka/index.js';
 import type { KafkaSink } from '../sinks/kafka/index.js';
-import { createKafkaClient, createKafkaSource, ensureTopics } from '../sources/kafka/index.js';
+import { createKafkaClient } from '../sources/kafka/index.js';
 import type { KafkaSource } from '../sources/kafka/index.js';
 import { DedupEngine } from '../state/dedup-engine.js';
-import { StateStore, stateIdentity } from '../store/state-store.js';
+import { StateStore, stateIdentity, stateStoreMemoryMb } from '../store/state-store.js';
 import type { StreamContext, StreamTotals } from './context.js';
+import {
+  Closers,
+  createInputSource,
+  deadLetterTopicOf,
+  ensureOutputTopics,
+  inputDecodeOptions,
+  inputPartitionCount,
+  maxBufferedRowsOf,
+  rankSpecOf,
+  roundTimings,
+  secondsSince,
+  serveMetrics,
+  streamRunOptions,
+} from './lifecycle.js';
+import type { StreamRoleHooks } from './lifecycle.js';
 
 export interface StreamSummary extends StreamTotals {
   readonly stopped: StreamStopReason;
@@ -29,14 +42,9 @@ export interface StreamSummary extends StreamTotals {
   readonly timings: Record<string, number>;
 }
 
-export interface StreamRunHooks {
-  readonly logger: Logger;
-  /** Abort to stop gracefully: stop fetching, checkpoint, publish, commit, close. */
-  readonly signal?: AbortSignal;
+export interface StreamRunHooks extends StreamRoleHooks {
   /** Use these metrics (tests read them); default: a fresh registry. */
   readonly metrics?: StreamMetrics;
-  /** Called once the consumer has joined and the metrics server listens. */
-  readonly onStarted?: (info: { metricsUrl: string | null }) => void;
 }
 
 /** `semdedup stream`: consume clips, keep the dedup state, publish duplicate verdicts. */
@@ -45,82 +53,51 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
   const started = performance.now();
   // A .npy file, a run's output folder, or an s3:// object (AWS env chain).
   const { centroids, k, dim, path: centroidsPath } = await readCentroids(config.centroids);
-  const rankSpec: RankSpec = { whichToKeep: config.whichToKeep, distanceMetric: config.distanceMetric, ranking: config.ranking, seed: config.seed };
-  const deadLetterTopic = config.deadLetterTopic ?? `${config.inputTopic}.dlq`;
-  const maxBufferedRows = config.maxBufferedRows ?? 4 * config.flushMaxRows;
+  const rankSpec: RankSpec = rankSpecOf(config);
+  const deadLetterTopic = deadLetterTopicOf(config);
+  const maxBufferedRows = maxBufferedRowsOf(config);
   logger.info({ config: redactStreamConfig({ ...config, deadLetterTopic, maxBufferedRows }), centroids: centroidsPath, k, dim }, 'stream starting');
 
   const stateDir = resolve(config.state);
   await mkdir(stateDir, { recursive: true });
   const statePath = join(stateDir, 'state.duckdb');
-  const closers: (() => Promise<void> | void)[] = [];
-  const closeAll = async (): Promise<void> => {
-    for (const close of closers.reverse()) {
-      try {
-        await close();
-      } catch (err) {
-        logger.warn({ err }, 'error while closing');
-      }
-    }
-  };
+  const closers = new Closers(logger);
   try {
-    const store = await StateStore.open(statePath);
-    closers.push(() => store.close());
+    const store = await StateStore.open(statePath, { memoryLimitMb: stateStoreMemoryMb(config.stateMemoryMb) });
+    closers.add(() => store.close());
     // The state only makes sense with the same centroids, ranking, id type and eps.
-    const identity = stateIdentity(centroids, dim, rankSpec, config.idType, config.eps);
+    const probe = { probe: config.probe, probeMargin: config.probeMargin };
+    const identity = stateIdentity(centroids, dim, rankSpec, config.idType, config.eps, probe);
     await store.checkIdentity(identity, statePath);
     const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
-    closers.push(() => kernel.close());
+    closers.add(() => kernel.close());
     const engine = await DedupEngine.create(
-      { centroids, dim, rankSpec, idType: config.idType, kernel, eps: config.eps, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields },
+      { centroids, dim, rankSpec, idType: config.idType, kernel, eps: config.eps, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields, ...probe, stateMemoryMb: config.stateMemoryMb },
       store,
     );
     logger.info({ stateSize: engine.size, state: statePath, backend: kernel.name, kernel: kernel.description }, 'state loaded');
 
     const client = createKafkaClient({ ...(await kafkaConnectionOf(config)), logger });
     const admin = await client.connectAdmin();
-    let inputPartitions: number;
     try {
-      const counts = await admin.partitionCounts([config.inputTopic]);
-      if (!counts.has(config.inputTopic)) throw new InputError(`Kafka topic ${config.inputTopic} does not exist`, { context: { topic: config.inputTopic, field: 'input-topic' } });
-      inputPartitions = counts.get(config.inputTopic)!;
-      await ensureTopics(
-        admin,
-        [
-          // A keyed changelog: compaction keeps the latest verdict per clip.
-          { topic: config.outputTopic, numPartitions: config.outputPartitions ?? inputPartitions, config: { 'cleanup.policy': 'compact' } },
-          { topic: deadLetterTopic, numPartitions: 1 },
-        ],
-        logger,
-      );
+      await ensureOutputTopics(admin, config, await inputPartitionCount(admin, config), logger);
     } finally {
       await admin.close();
     }
 
     const sink: KafkaSink = await createKafkaSink(client, { logger });
-    closers.push(() => sink.close());
+    closers.add(() => sink.close());
     const metrics = hooks.metrics ?? createStreamMetrics({ processMetrics: true });
     let healthy = true;
-    let server: MetricsServer | null = null;
-    if (config.metricsPort !== 0) {
-      try {
-        server = await startMetricsServer(metrics.registry, { host: config.metricsHost, port: config.metricsPort, healthy: () => healthy });
-      } catch (cause) {
-        throw new InputError(`cannot serve metrics on ${config.metricsHost}:${config.metricsPort}: ${(cause as Error).message} (--metrics-port 0 turns it off)`, { cause, context: { field: 'metrics-port' } });
-      }
-      closers.push(() => server!.close());
-      logger.info({ url: `${server.url}/metrics` }, 'metrics served');
-    }
-    // Larger fetches than the adapter's default: fewer, larger batches amortize the per-batch work
-    // (a kernel call to assign each batch), which matters for big JSON records.
-    const source: KafkaSource = await createKafkaSource(client, { topic: config.inputTopic, groupId: config.group, stopAtEnd: config.stopAtEnd, logger, maxBytesPerPartition: 4 << 20, maxBytes: 16 << 20 });
-    closers.push(() => source.close());
+    const server = await serveMetrics(metrics, config, () => healthy, closers, logger);
+    const source: KafkaSource = await createInputSource(client, config, logger);
+    closers.add(() => source.close());
 
     const ctx: StreamContext = {
       config,
       engine,
       validation: { dim, seenIds: engine.knownIds },
-      decodeOptions: { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, idType: config.idType, dim },
+      decodeOptions: inputDecodeOptions(config, dim),
       client,
       source,
       sink,
@@ -141,20 +118,7 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
     const consumeStarted = performance.now();
     let stopped: StreamStopReason;
     try {
-      stopped = await runStreamTopology(streamTopology, ctx, source.batches(), logger, {
-        flushMaxRows: config.flushMaxRows,
-        flushMaxMs: config.flushMaxMs,
-        maxBufferedRows,
-        signal: hooks.signal,
-        pause: () => {
-          metrics.paused.set(1);
-          source.pause();
-        },
-        resume: () => {
-          source.resume();
-          metrics.paused.set(0);
-        },
-      });
+      stopped = await runStreamTopology(streamTopology, ctx, source.batches(), logger, streamRunOptions(config, hooks.signal, source, metrics));
     } catch (err) {
       healthy = false;
       throw err;
@@ -163,14 +127,14 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
     const summary: StreamSummary = {
       ...ctx.totals,
       stopped,
-      seconds: Math.round((performance.now() - started) / 10) / 100,
+      seconds: secondsSince(started),
       clipsPerSecond: consumeSeconds > 0 ? Math.round(ctx.totals.clipsIn / consumeSeconds) : 0,
       stateSize: engine.size,
-      timings: Object.fromEntries(Object.entries(ctx.timings).map(([s, v]) => [s, Math.round(v * 1000) / 1000])),
+      timings: roundTimings(ctx.timings),
     };
     logger.info(summary, stopped === 'signal' ? 'stream stopped by signal; state checkpointed and offsets committed' : 'stream reached the end offsets; state checkpointed and offsets committed');
     return summary;
   } finally {
-    await closeAll();
+    await closers.closeAll();
   }
 }

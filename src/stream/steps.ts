@@ -9,9 +9,11 @@
  */
 import type { Logger } from '../runtime/logging.js';
 import { reasonClass } from '../runtime/metrics.js';
+import type { StreamMetrics } from '../runtime/metrics.js';
 import { verdictMessage } from '../sinks/kafka/index.js';
+import type { DeadLetter, DeadLetterWriter } from '../sinks/kafka/index.js';
 import { deadLetterForRow, decodeKafkaRecords } from '../sources/kafka/index.js';
-import type { DecodedKafkaBatch, KafkaRecord, KafkaRecordBatch } from '../sources/kafka/index.js';
+import type { DecodedKafkaBatch, KafkaCommitPosition, KafkaRecord, KafkaRecordBatch, KafkaSource } from '../sources/kafka/index.js';
 import type { ClipBatch } from '../shared/types.js';
 import { normalizeEmbeddings, validateRawBatch } from '../validate/index.js';
 import type { StreamContext } from './context.js';
@@ -31,7 +33,13 @@ export function skipCheckpointed(batch: KafkaRecordBatch, ctx: StreamContext, lo
   // Age from when the batch reached us, not from when the loop got to it (it may have waited
   // through a checkpoint): the age limit bounds how late a verdict is.
   ctx.pendingSince ??= Math.min(batch.receivedAt ?? Infinity, performance.now());
-  ctx.pendingCommits.set(partition, batch.commitPosition);
+  // Never commit behind what was already taken: after kafkajs restarts its consumer (broker
+  // outage) it fetches again from the last commit (skipped below, by the state's position).
+  const taken = ctx.engine.position(batch.topic, partition);
+  const pending = ctx.pendingCommits.get(partition)?.offset;
+  let commitAt = BigInt(batch.commitPosition.offset);
+  for (const o of [taken, pending]) if (o != null && BigInt(o) > commitAt) commitAt = BigInt(o);
+  ctx.pendingCommits.set(partition, { ...batch.commitPosition, offset: commitAt.toString() });
   ctx.totals.records += batch.records.length;
   const lag = BigInt(batch.highWatermark) - BigInt(batch.commitPosition.offset);
   ctx.lag.set(partition, lag > 0n ? lag : 0n);
@@ -119,15 +127,27 @@ export async function bufferClips(input: ValidatedClips, ctx: StreamContext): Pr
 // ---------------------------------------------------------------------------------------------
 // Checkpoint steps
 
-/** Refused rows to the dead-letter topic, acknowledged before the state moves past them. */
-export async function writeDeadLetters(ctx: StreamContext, log: Logger): Promise<void> {
-  const letters = ctx.pendingDeadLetters;
-  if (letters.length === 0) return;
+/** What writing dead letters needs; the stream, router and worker contexts have it. */
+export interface DeadLetterStepContext {
+  readonly deadLetters: DeadLetterWriter;
+  readonly metrics: StreamMetrics;
+  readonly totals: { deadLetters: number };
+}
+
+/** Writes `letters` (not empty) to the dead-letter topic, acknowledged; counts and logs them. */
+export async function writeDeadLetterBatch(ctx: DeadLetterStepContext, letters: readonly DeadLetter[], log: Logger): Promise<void> {
   await ctx.deadLetters.write(letters);
   for (const l of letters) ctx.metrics.deadLetters.inc({ reason: reasonClass(l.reason) });
   ctx.totals.deadLetters += letters.length;
-  ctx.pendingDeadLetters = [];
   log.info({ topic: ctx.deadLetters.topic, count: letters.length, first: letters[0]!.reason }, 'refused rows dead-lettered');
+}
+
+/** Refused rows to the dead-letter topic, acknowledged before the state moves past them. */
+export async function writeDeadLetters(ctx: DeadLetterStepContext & { pendingDeadLetters: DeadLetter[] }, log: Logger): Promise<void> {
+  const letters = ctx.pendingDeadLetters;
+  if (letters.length === 0) return;
+  await writeDeadLetterBatch(ctx, letters, log);
+  ctx.pendingDeadLetters = [];
 }
 
 /** Kernel flush of every buffer, then members and positions persisted in one transaction. */
@@ -150,8 +170,18 @@ export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<
   log.debug({ topic: ctx.config.outputTopic, count: verdicts.length }, 'verdicts published');
 }
 
+/** What committing the noted offsets needs; the stream and router contexts have it. */
+export interface CommitStepContext {
+  readonly source: Pick<KafkaSource, 'commit'>;
+  readonly pendingCommits: Map<number, KafkaCommitPosition>;
+  readonly metrics: StreamMetrics;
+  readonly totals: { checkpoints: number };
+  pendingRows: number;
+  pendingSince: number | null;
+}
+
 /** Commit the consumed offsets: everything before them is durable in the state and the topics. */
-export async function commitOffsets(ctx: StreamContext, log: Logger): Promise<void> {
+export async function commitOffsets(ctx: CommitStepContext, log: Logger): Promise<void> {
   const positions = [...ctx.pendingCommits.values()];
   if (positions.length > 0) await ctx.source.commit(positions);
   ctx.pendingCommits.clear();
@@ -191,9 +221,14 @@ export async function republishAfterCrash(ctx: StreamContext, log: Logger): Prom
   }
   if (ahead.length === 0) return;
   const threshold = 1 - ctx.config.eps;
-  const verdicts = ctx.engine.allVerdicts().filter((v) => v.score >= threshold);
-  log.warn({ partitions: ahead, verdicts: verdicts.length }, 'state is ahead of the committed offsets (crash after a checkpoint): re-publishing its duplicate verdicts');
-  await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
-  ctx.totals.verdictsRepublished += verdicts.length;
-  ctx.metrics.verdictsOut.inc(verdicts.length);
+  log.warn({ partitions: ahead }, 'state is ahead of the committed offsets (crash after a checkpoint): re-publishing its duplicate verdicts');
+  // Read from the store in chunks: the cluster states need not be resident.
+  let republished = 0;
+  for await (const verdicts of ctx.engine.storedVerdicts(threshold)) {
+    await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
+    republished += verdicts.length;
+  }
+  log.info({ verdicts: republished }, 'duplicate verdicts re-published');
+  ctx.totals.verdictsRepublished += republished;
+  ctx.metrics.verdictsOut.inc(republished);
 }

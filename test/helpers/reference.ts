@@ -181,3 +181,16 @@ export function sharesSet(ka: number, pa: number, kb: number, pb: number): boole
 export function referenceNormalize(v: number[]): Float32Array {
   return normalize(v);
 }
+
+/** Cosine similarity of two vectors, in double precision. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return ab / Math.sqrt(aa * bb);
+}

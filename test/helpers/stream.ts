@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
+import { afterAll, beforeAll } from 'vitest';
 import { writeNpy } from '../../src/assign/npy.js';
 import { runBatch } from '../../src/batch/run.js';
 import { silentLogger } from '../../src/runtime/logging.js';
@@ -12,7 +13,7 @@ import { createProgress } from '../../src/runtime/progress.js';
 import { runConfigSchema } from '../../src/shared/config.js';
 import { produceConfigSchema, streamConfigSchema } from '../../src/shared/stream-config.js';
 import { createKafkaClient, createKafkaSource } from '../../src/sources/kafka/index.js';
-import type { KafkaRecord } from '../../src/sources/kafka/index.js';
+import type { KafkaAdmin, KafkaRecord } from '../../src/sources/kafka/index.js';
 import { produceClips } from '../../src/stream/produce.js';
 import { runStream } from '../../src/stream/run.js';
 import type { StreamRunHooks, StreamSummary } from '../../src/stream/run.js';
@@ -20,6 +21,28 @@ import { prng, writeRowsParquet } from './fixtures.js';
 import type { RefRow } from './reference.js';
 
 export const brokersFromEnv = (injected: string): string[] => (injected || process.env.KAFKA_BROKERS || '').split(',').filter(Boolean);
+
+/**
+ * Call inside a describe block: an admin client on `brokers` connected before its tests, and
+ * the topics pushed to `topics` deleted after them.
+ */
+export function adminForSuite(brokers: string[]): { readonly admin: KafkaAdmin; readonly topics: string[] } {
+  let admin: KafkaAdmin | undefined;
+  const topics: string[] = [];
+  beforeAll(async () => {
+    admin = await createKafkaClient({ brokers, clientId: 'semdedup-test' }).connectAdmin();
+  });
+  afterAll(async () => {
+    await admin?.deleteTopics(topics).catch(() => {});
+    await admin?.close();
+  });
+  return {
+    get admin() {
+      return admin!;
+    },
+    topics,
+  };
+}
 
 export function uniqueName(what: string): string {
   return `semdedup-test-${what}-${randomUUID().slice(0, 8)}`;

@@ -2,49 +2,16 @@
  * The `semdedup produce` and `semdedup stream` commands as processes: a running stream serves
  * /metrics and /healthz, and on SIGTERM checkpoints, commits and exits 0.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createKafkaClient } from '../../src/sources/kafka/index.js';
-import type { KafkaAdmin } from '../../src/sources/kafka/index.js';
+import { describe, expect, inject, it } from 'vitest';
+import { runCli, waitFor } from '../helpers/cli.js';
 import { makeRows, tempDir } from '../helpers/fixtures.js';
-import { batchDuplicates, brokersFromEnv, latestVerdicts, shuffled, uniqueName, verdictDifferences, writeCentroids, writeFixture } from '../helpers/stream.js';
+import { adminForSuite, batchDuplicates, brokersFromEnv, latestVerdicts, shuffled, uniqueName, verdictDifferences, writeCentroids, writeFixture } from '../helpers/stream.js';
 
 const brokers = brokersFromEnv(inject('kafkaBrokers'));
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'semdedup.mjs');
-
-function runCli(args: string[]): { child: ChildProcess; exited: Promise<{ code: number | null; stderr: string; stdout: string }> } {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  let stdout = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  const exited = new Promise<{ code: number | null; stderr: string; stdout: string }>((resolve) => child.on('exit', (code) => resolve({ code, stderr, stdout })));
-  return { child, exited };
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 describe.skipIf(brokers.length === 0)('semdedup stream and produce as processes', () => {
-  let admin: KafkaAdmin;
-  const topics: string[] = [];
-
-  beforeAll(async () => {
-    admin = await createKafkaClient({ brokers, clientId: 'semdedup-test' }).connectAdmin();
-  });
-  afterAll(async () => {
-    await admin?.deleteTopics(topics).catch(() => {});
-    await admin?.close();
-  });
+  const suite = adminForSuite(brokers);
+  const { topics } = suite;
 
   it('serves metrics while running; SIGTERM checkpoints, commits and exits 0', async () => {
     const dir = tempDir('semdedup-stream-cli-');
@@ -86,8 +53,8 @@ describe.skipIf(brokers.length === 0)('semdedup stream and produce as processes'
     expect(s.stderr).toContain('"signal":"SIGTERM"');
 
     // Committed: the group's offsets are at the end of every partition.
-    const ends = await admin.fetchTopicOffsets(topic);
-    const committed = await admin.fetchCommittedOffsets(group, topic);
+    const ends = await suite.admin.fetchTopicOffsets(topic);
+    const committed = await suite.admin.fetchCommittedOffsets(group, topic);
     for (const e of ends) expect(committed.get(e.partition)).toBe(e.high === '0' ? '-1' : e.high); // an empty partition has nothing to commit
     expect(verdictDifferences(await latestVerdicts(brokers, output), expected)).toEqual([]);
   });

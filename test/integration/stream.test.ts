@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createStreamMetrics } from '../../src/runtime/metrics.js';
 import { clipMessagesArrow, createKafkaSink, DEAD_LETTER_HEADERS } from '../../src/sinks/kafka/index.js';
 import { createKafkaClient } from '../../src/sources/kafka/index.js';
 import type { KafkaAdmin, KafkaClient } from '../../src/sources/kafka/index.js';
@@ -136,16 +137,28 @@ describe.skipIf(brokers.length === 0)('semdedup stream on a real broker', () => 
         origin: {},
       };
       await sink.send(inputTopic, clipMessagesArrow(raw));
+      // Undecodable bytes, with and without an Arrow content-type; two records over
+      // --max-record-bytes (below), the second too large to be dead-lettered with its value.
+      await sink.send(inputTopic, [
+        { key: 'garbage', value: Buffer.from([0x00, 0x9f, 0x13, 0x37, 0xde, 0xad, 0xbe, 0xef]) },
+        { key: 'bad-arrow', value: Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0xff]), Buffer.from('not an arrow message at all')]), headers: { 'content-type': 'application/vnd.apache.arrow.stream' } },
+        { key: 'big', value: `{"id":"big","embedding":${good(dim)},"pad":"${'x'.repeat(6000)}"}` },
+        { key: 'huge', value: `{"id":"huge","embedding":${good(dim)},"pad":"${'x'.repeat(950_000)}"}` },
+      ]);
     } finally {
       await sink.close();
     }
     const output = topic('dups-malformed');
-    const summary = await stream(brokers, { inputTopic, outputTopic: output, group: uniqueName('group'), centroids, state: join(dir, 'state-malformed'), eps: EPS, flushMaxRows: 64 });
-    expect(summary).toMatchObject({ clipsIn: rows.length + 2, deadLetters: 6 });
+    const metrics = createStreamMetrics();
+    const summary = await stream(brokers, { inputTopic, outputTopic: output, group: uniqueName('group'), centroids, state: join(dir, 'state-malformed'), eps: EPS, flushMaxRows: 64, maxRecordBytes: 4096 }, { metrics });
+    expect(summary).toMatchObject({ clipsIn: rows.length + 2, deadLetters: 10 });
     expect(verdictDifferences(await latestVerdicts(brokers, output), expected)).toEqual([]);
+    // Counted by reason class.
+    const counted = Object.fromEntries((await metrics.deadLetters.get()).values.map((v) => [v.labels.reason, v.value]));
+    expect(counted).toEqual({ invalid_json: 3, wrong_dimension: 1, bad_field: 1, duplicate_id: 1, non_finite: 1, invalid_arrow: 1, oversized: 2 });
 
     const letters = await readTopic(brokers, `${inputTopic}.dlq`);
-    expect(letters).toHaveLength(6);
+    expect(letters).toHaveLength(10);
     const byKey = new Map(letters.map((l) => [l.key?.toString() ?? '(none)', l]));
     for (const l of letters) {
       expect(headerOf(l, DEAD_LETTER_HEADERS.sourceTopic)).toBe(inputTopic);
@@ -162,6 +175,16 @@ describe.skipIf(brokers.length === 0)('semdedup stream on a real broker', () => 
     expect(headerOf(arrowLetter, 'reason')).toBe('embedding has NaN at position 4');
     expect(headerOf(arrowLetter, 'source-row')).toBe('1');
     expect(headerOf(arrowLetter, 'content-type')).toBe('application/vnd.apache.arrow.stream');
+    expect(headerOf(byKey.get('garbage')!, 'reason')).toMatch(/^invalid JSON/);
+    expect(byKey.get('garbage')!.value).toEqual(Buffer.from([0x00, 0x9f, 0x13, 0x37, 0xde, 0xad, 0xbe, 0xef]));
+    expect(headerOf(byKey.get('bad-arrow')!, 'reason')).toMatch(/^invalid Arrow IPC stream/);
+    const big = byKey.get('big')!;
+    expect(headerOf(big, 'reason')).toBe(`record of ${big.value.length} bytes exceeds --max-record-bytes 4096`);
+    expect(headerOf(big, DEAD_LETTER_HEADERS.valueOmitted)).toBeUndefined(); // small enough to keep
+    const huge = byKey.get('huge')!;
+    expect(headerOf(huge, 'reason')).toMatch(/^record of 95\d{4} bytes exceeds --max-record-bytes 4096$/);
+    expect(huge.value.length).toBe(0); // left out: the dead letter must fit the topic's 1 MiB limit
+    expect(Number(headerOf(huge, DEAD_LETTER_HEADERS.valueOmitted))).toBeGreaterThan(950_000);
   });
 
   it('a second run on the same state continues; a group behind its state re-publishes and adds nothing twice', async () => {

@@ -304,6 +304,43 @@ describe.each(backends)('$label kernel agrees with js', ({ make, tinyOnly }) => 
     for (const d of got.dist2) expect(d).toBeGreaterThanOrEqual(0);
   });
 
+  it.each(dims)('nearestCentroidSums (when the backend has it): nearestCentroid plus per-centroid row sums, dim %i', async (dim) => {
+    if (!kernel.nearestCentroidSums) return;
+    const rand = rng(300 + dim);
+    const n = tinyOnly ? 15 : 300;
+    const k = tinyOnly ? 4 : 25;
+    const x = unitRows(n, dim, rand);
+    const centroids = unitRows(k, dim, rand);
+    for (let i = 0; i < centroids.length; i++) centroids[i]! *= 0.8;
+    copyRow(centroids, dim, 1, 3); // a duplicate centroid: the lower index takes the rows (and their sum)
+    const norms = new Float32Array(n);
+    for (let i = 0; i < n; i++) norms[i] = dot(x, i, x, i, dim);
+    const got = await kernel.nearestCentroidSums(x, centroids, dim, norms);
+    const plain = await kernel.nearestCentroid(x, centroids, dim);
+    expect(Array.from(got.index)).toEqual(Array.from(plain.index));
+    const ref = nearestCentroidJs(x, centroids, dim);
+    const want = new Float64Array(k * dim);
+    for (let i = 0; i < n; i++) {
+      expect(Math.abs(got.dist2[i]! - ref.dist2[i]!), `dist2 of row ${i}`).toBeLessThanOrEqual(TOL);
+      expect(got.index[i]).not.toBe(3);
+      const c = got.index[i]!;
+      for (let j = 0; j < dim; j++) want[c * dim + j]! += x[i * dim + j]!;
+    }
+    for (let i = 0; i < want.length; i++) expect(Math.abs(got.sums[i]! - want[i]!), `sum ${i}`).toBeLessThanOrEqual(TOL);
+  });
+
+  it.each(dims)('rowDots (when the backend has it) equals the float64 dot products, dim %i', async (dim) => {
+    if (!kernel.rowDots) return;
+    const rand = rng(400 + dim);
+    const n = tinyOnly ? 9 : 500;
+    const x = unitRows(n, dim, rand);
+    const v = unitRows(1, dim, rand);
+    const got = await kernel.rowDots(x, v, dim);
+    expect(got).toHaveLength(n);
+    for (let i = 0; i < n; i++) expect(Math.abs(got[i]! - dot(x, i, v, 0, dim)), `row ${i}`).toBeLessThanOrEqual(TOL);
+    expect(await kernel.rowDots(new Float32Array(0), v, dim)).toHaveLength(0);
+  });
+
   it('nearestCentroid with no rows answers empty arrays', async () => {
     const got = await kernel.nearestCentroid(new Float32Array(0), unitRows(3, 7, rng(1)), 7);
     expect(got.index).toHaveLength(0);

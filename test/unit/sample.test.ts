@@ -11,18 +11,7 @@ import {
   sampleClipId,
   sampleDirections,
 } from '../../src/sources/sample.js';
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
+import { cosine } from '../helpers/reference.js';
 
 describe('generateSampleClips', () => {
   const opts = { rows: 2000, dim: 64, clusters: 8, duplicateFraction: 0.2, seed: 7 };

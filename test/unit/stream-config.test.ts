@@ -26,6 +26,8 @@ describe('stream config', () => {
       metricsPort: 9464,
       metricsHost: '127.0.0.1',
       backend: 'cpu',
+      maxRecordBytes: 8 * 1024 * 1024,
+      kafkaRetryWindowMs: 120_000,
     });
   });
 

@@ -2,8 +2,8 @@ import * as ort from 'onnxruntime-node';
 import { InputError } from '../../shared/errors.js';
 import { preferFirstIdentical } from '../first-identical-row.js';
 import { createCpuCrossRankedMax } from './cross.js';
-import type { NearestCentroidResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
-import { OPEN_BLOCK, nearestCentroidModel, rankedMaxMaskedModel, rankedMaxOpenModel } from './graphs.js';
+import type { NearestCentroidResult, NearestCentroidSumsResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
+import { OPEN_BLOCK, nearestCentroidModel, nearestCentroidSumsModel, rankedMaxMaskedModel, rankedMaxOpenModel, rowDotsModel } from './graphs.js';
 
 export interface CpuKernelOptions {
   /** ONNX Runtime intra-op threads (MLAS GEMM and reductions). Default 2. */
@@ -30,12 +30,14 @@ export interface CpuKernelOptions {
   readonly onGemm?: (rows: number, columns: number, dim: number) => void;
 }
 
-type GraphName = 'rankedMaxOpen' | 'rankedMaxMasked' | 'nearestCentroid';
+type GraphName = 'rankedMaxOpen' | 'rankedMaxMasked' | 'nearestCentroid' | 'nearestCentroidSums' | 'rowDots';
 
 const GRAPHS: Record<GraphName, () => Uint8Array> = {
   rankedMaxOpen: rankedMaxOpenModel,
   rankedMaxMasked: rankedMaxMaskedModel,
   nearestCentroid: nearestCentroidModel,
+  nearestCentroidSums: nearestCentroidSumsModel,
+  rowDots: rowDotsModel,
 };
 
 /** Smallest column block worth a GEMM call (narrower blocks lose MLAS efficiency). */
@@ -204,6 +206,62 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     return { index, dist2 };
   }
 
+  async function nearestCentroidSums(x: Float32Array, centroids: Float32Array, dim: number, rowNorm2: Float32Array): Promise<NearestCentroidSumsResult> {
+    const n = Math.floor(x.length / dim);
+    const k = Math.floor(centroids.length / dim);
+    if (k === 0) throw new InputError('nearestCentroidSums needs at least one centroid', { context: { field: 'centroids' } });
+    const index = new Int32Array(n);
+    const dist2 = new Float32Array(n);
+    const sums = new Float32Array(k * dim);
+    if (n === 0) return { index, dist2, sums };
+    const s = await session('nearestCentroidSums');
+    const centroidTensor = f32(centroids.subarray(0, k * dim), k, dim);
+    const blockRows = Math.max(1, Math.floor(maxMatrixElements / k));
+    for (let start = 0; start < n; start += blockRows) {
+      const end = Math.min(n, start + blockRows);
+      const out = await s.run({
+        x: f32(x.subarray(start * dim, end * dim), end - start, dim),
+        centroids: centroidTensor,
+        x_norm2: new ort.Tensor('float32', rowNorm2.subarray(start, end), [end - start]),
+      });
+      onGemm(end - start, k, dim);
+      index.set(out.index!.data as Int32Array, start);
+      dist2.set(out.dist2!.data as Float32Array, start);
+      const part = out.sums!.data as Float32Array;
+      if (start === 0) sums.set(part);
+      else for (let i = 0; i < part.length; i++) sums[i] = Math.fround(sums[i]! + part[i]!);
+    }
+    // Identical centroids: the first one takes the row (as in nearestCentroid); move its sum along.
+    const before = Int32Array.from(index);
+    preferFirstIdentical(index, centroids, k, dim);
+    for (let r = 0; r < n; r++) {
+      const from = before[r]!;
+      const to = index[r]!;
+      if (from === to) continue;
+      for (let j = 0; j < dim; j++) {
+        sums[from * dim + j] = Math.fround(sums[from * dim + j]! - x[r * dim + j]!);
+        sums[to * dim + j] = Math.fround(sums[to * dim + j]! + x[r * dim + j]!);
+      }
+    }
+    return { index, dist2, sums };
+  }
+
+  async function rowDots(x: Float32Array, v: Float32Array, dim: number): Promise<Float32Array> {
+    const n = Math.floor(x.length / dim);
+    const dots = new Float32Array(n);
+    if (n === 0) return dots;
+    const s = await session('rowDots');
+    const vTensor = new ort.Tensor('float32', v.subarray(0, dim), [dim, 1]);
+    const blockRows = Math.max(1, Math.floor(maxMatrixElements / dim));
+    for (let start = 0; start < n; start += blockRows) {
+      const end = Math.min(n, start + blockRows);
+      const out = await s.run({ x: f32(x.subarray(start * dim, end * dim), end - start, dim), v: vTensor });
+      onGemm(end - start, 1, dim);
+      dots.set(out.dots!.data as Float32Array, start);
+    }
+    return dots;
+  }
+
   // The streaming flush's one-product path (cross.ts); its session is created on first use.
   const cross = createCpuCrossRankedMax({ sessionOptions, maxMatrixElements, onGemm });
 
@@ -213,6 +271,8 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     rankedMax,
     crossRankedMax: cross.crossRankedMax,
     nearestCentroid,
+    nearestCentroidSums,
+    rowDots,
     async close() {
       const all = [...sessions.values()];
       sessions.clear();

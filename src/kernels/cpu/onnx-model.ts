@@ -70,7 +70,8 @@ class ProtoWriter {
 export type AttributeValue =
   | { readonly kind: 'int'; readonly value: number }
   | { readonly kind: 'float'; readonly value: number }
-  | { readonly kind: 'ints'; readonly value: readonly number[] };
+  | { readonly kind: 'ints'; readonly value: readonly number[] }
+  | { readonly kind: 'string'; readonly value: string };
 
 export interface OnnxNode {
   readonly op: string;
@@ -106,6 +107,7 @@ export interface OnnxGraph {
 // AttributeProto.AttributeType
 const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
+const ATTR_STRING = 3;
 const ATTR_INTS = 7;
 
 function encodeAttribute(name: string, attr: AttributeValue): Uint8Array {
@@ -119,6 +121,9 @@ function encodeAttribute(name: string, attr: AttributeValue): Uint8Array {
       break;
     case 'ints':
       w.packedInts(8, attr.value).int(20, ATTR_INTS);
+      break;
+    case 'string':
+      w.string(4, attr.value).int(20, ATTR_STRING);
       break;
   }
   return w.finish();
@@ -184,4 +189,5 @@ export const attr = {
   int: (value: number): AttributeValue => ({ kind: 'int', value }),
   float: (value: number): AttributeValue => ({ kind: 'float', value }),
   ints: (value: readonly number[]): AttributeValue => ({ kind: 'ints', value }),
+  string: (value: string): AttributeValue => ({ kind: 'string', value }),
 };

@@ -1,11 +1,12 @@
 /**
  * Kafka sink: an idempotent producer (acks = all) behind a narrow `send`. `send` resolves once
  * every message is acknowledged by all in-sync replicas, i.e. durable: only then may the
- * source commit the offsets the messages came from.
+ * source commit the offsets the messages came from. A transient failure (broker down or
+ * restarting) is retried for the client's `retryWindowMs` before `send` throws.
  */
 import { CompressionTypes, Partitioners } from 'kafkajs';
 import type { Message, Producer } from 'kafkajs';
-import { kafkaError } from '../../sources/kafka/index.js';
+import { kafkaError, withKafkaRetryWindow } from '../../sources/kafka/index.js';
 import type { KafkaClient } from '../../sources/kafka/index.js';
 import type { Logger } from '../../runtime/logging.js';
 
@@ -83,7 +84,14 @@ export async function createKafkaSink(client: KafkaClient, config: KafkaSinkConf
       try {
         const results: KafkaSendResult[] = [];
         for (const chunk of chunkBySize(messages, maxRequestBytes)) {
-          const metadata = await producer.send({ topic, messages: chunk.map(toKafkajsMessage), acks: -1, timeout, compression });
+          // Chunk by chunk, so a retry after an outage re-sends only what was not acknowledged
+          // (the idempotent producer keeps the retried chunk's sequence numbers).
+          const metadata = await withKafkaRetryWindow(() => producer.send({ topic, messages: chunk.map(toKafkajsMessage), acks: -1, timeout, compression }), {
+            windowMs: client.retryWindowMs,
+            logger,
+            what: 'Kafka write',
+            context: { topic, messages: chunk.length },
+          });
           for (const m of metadata) results.push({ topic: m.topicName, partition: m.partition, baseOffset: m.baseOffset ?? m.offset ?? '-1' });
         }
         return results;

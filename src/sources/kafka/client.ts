@@ -28,6 +28,12 @@ export interface KafkaConnectionConfig {
   readonly connectionTimeoutMs?: number;
   /** Per-request timeout, ms. Default 30000. */
   readonly requestTimeoutMs?: number;
+  /**
+   * How long the sink's writes and the source's commits keep retrying a transient failure
+   * (broker down or restarting, leader moving, consumer rejoining) after kafkajs's own retries
+   * gave up, ms; then the error is thrown. Default 120000.
+   */
+  readonly retryWindowMs?: number;
   /** kafkajs's own warnings and errors go to `logger.child({ module: 'kafkajs' })`. Default: silent. */
   readonly logger?: Logger;
 }
@@ -36,6 +42,8 @@ export interface KafkaClient {
   readonly clientId: string;
   readonly brokers: readonly string[];
   readonly logger: Logger;
+  /** See `KafkaConnectionConfig.retryWindowMs`. */
+  readonly retryWindowMs: number;
   /** A connected admin client; `close()` it when done. */
   connectAdmin(): Promise<KafkaAdmin>;
   /**
@@ -105,6 +113,7 @@ export function createKafkaClient(config: KafkaConnectionConfig): KafkaClient {
     clientId,
     brokers: [...config.brokers],
     logger,
+    retryWindowMs: config.retryWindowMs ?? 120_000,
     kafkajs,
     connectAdmin: () => connectAdmin(kafkajs),
   };
@@ -155,6 +164,58 @@ export async function withKafkaRetry<T>(operation: () => Promise<T>, options: { 
       if (!retriable || attempt >= retries) throw err;
       await new Promise((resolve) => setTimeout(resolve, delay * (0.8 + 0.4 * Math.random())));
       delay = Math.min(delay * 2, options.maxDelayMs ?? 2000);
+    }
+  }
+}
+
+/** kafkajs error names that mean "the cluster is not reachable right now", whatever `retriable` says. */
+const TRANSIENT_NAMES = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSNumberOfRetriesExceeded',
+  'KafkaJSBrokerNotFound',
+  'KafkaJSMetadataNotLoaded',
+  'KafkaJSLockTimeout',
+]);
+
+/**
+ * True when `err` (or an error in its cause chain) is a transient Kafka failure: kafkajs wraps
+ * a retriable error in a non-retriable one once its own retries are used up, so the chain is
+ * searched. Also true while the consumer restarts after a crash ("Consumer group was not
+ * initialized"): it rejoins by itself.
+ */
+export function isTransientKafkaError(err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const { retriable, name, message } = e as { retriable?: unknown; name?: unknown; message?: unknown };
+    if (retriable === true || (typeof name === 'string' && TRANSIENT_NAMES.has(name))) return true;
+    if (typeof message === 'string' && /Consumer group was not initialized/.test(message)) return true;
+  }
+  return false;
+}
+
+/**
+ * Retries `operation` on transient Kafka failures (`isTransientKafkaError`) for at most
+ * `windowMs` (backoff with jitter, 250 ms doubling up to 5 s), logging each retry at warn and
+ * the recovery at info; anything else, or the window running out, throws the last error.
+ */
+export async function withKafkaRetryWindow<T>(operation: () => Promise<T>, options: { windowMs: number; logger: Logger; what: string; context?: Record<string, unknown> }): Promise<T> {
+  const started = performance.now();
+  let delay = 250;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await operation();
+      if (attempt > 1) options.logger.info({ ...options.context, attempts: attempt, seconds: Math.round(performance.now() - started) / 1000 }, `${options.what}: succeeded after retrying`);
+      return result;
+    } catch (err) {
+      const elapsed = performance.now() - started;
+      if (!isTransientKafkaError(err) || elapsed + delay > options.windowMs) {
+        if (attempt > 1) options.logger.error({ ...options.context, err, attempts: attempt, windowMs: options.windowMs }, `${options.what}: giving up`);
+        throw err;
+      }
+      options.logger.warn({ ...options.context, attempt, retryInMs: delay, windowMs: options.windowMs, error: (err as Error).message }, `${options.what} failed (transient); retrying`);
+      await new Promise((resolve) => setTimeout(resolve, delay * (0.8 + 0.4 * Math.random())));
+      delay = Math.min(delay * 2, 5000);
     }
   }
 }

@@ -40,6 +40,8 @@ export interface KafkaDecodeOptions {
   readonly idType: IdType;
   /** Expected dimension, only to size buffers. */
   readonly dim?: number;
+  /** Records with a larger value are refused undecoded (bytes). Default: no limit. */
+  readonly maxRecordBytes?: number;
 }
 
 /** Where a decoded row came from. */
@@ -67,11 +69,16 @@ export function decodeKafkaRecords(records: readonly KafkaRecord[], options: Kaf
   // record one embedding (growing by doubling copied each batch's values several times).
   const arrow = records.map(isArrowRecord);
   let expectedValues = 0;
-  records.forEach((r, i) => (expectedValues += arrow[i] ? r.value.length >> 2 : (options.dim ?? 64)));
+  const maxBytes = options.maxRecordBytes ?? Infinity;
+  records.forEach((r, i) => (expectedValues += r.value.length > maxBytes ? 0 : arrow[i] ? r.value.length >> 2 : (options.dim ?? 64)));
   const builder = new RawBatchBuilder(options, records.length, expectedValues);
   let arrowRecords = 0;
   for (const [i, record] of records.entries()) {
-    if (arrow[i]) {
+    if (record.value.length > maxBytes) {
+      // Not even parsed: a huge record must not cost the memory or time its decoding would.
+      builder.addErrorRow(oversizedReason(record.value.length, maxBytes), { record, rowInRecord: null });
+      if (arrow[i]) arrowRecords++;
+    } else if (arrow[i]) {
       arrowRecords++;
       decodeArrowRecord(record, options, builder);
     } else {
@@ -85,6 +92,11 @@ export function decodeKafkaRecords(records: readonly KafkaRecord[], options: Kaf
     arrowRecords,
     jsonRecords: records.length - arrowRecords,
   };
+}
+
+/** The dead-letter reason of a record over `--max-record-bytes` (names both sizes). */
+export function oversizedReason(bytes: number, limit: number): string {
+  return `record of ${bytes} bytes exceeds --max-record-bytes ${limit}`;
 }
 
 export function isArrowRecord(record: KafkaRecord): boolean {

@@ -2,7 +2,7 @@
  * Kafka source stage: the client (shared with `src/sinks/kafka`), topic administration and the
  * consumer-group source. kafkajs stays behind these exports.
  */
-export { createKafkaClient, ensureTopics, kafkaError, kafkajsToPino, withKafkaRetry } from './client.js';
+export { createKafkaClient, ensureTopics, isTransientKafkaError, kafkaError, kafkajsToPino, withKafkaRetry, withKafkaRetryWindow } from './client.js';
 export type {
   EnsuredTopic,
   KafkaAdmin,

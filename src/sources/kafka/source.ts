@@ -31,7 +31,9 @@ import { InputError, InvariantError, SemdedupError } from '../../shared/errors.j
 import type { Logger } from '../../runtime/logging.js';
 import { kafkaError } from './client.js';
 import type { KafkaClient } from './client.js';
-import type { KafkaCommitPosition, KafkaHeaders, KafkaRecord, KafkaRecordBatch } from './types.js';
+import { commitWithinRetryWindow, trackReaderPauses } from './consumer-control.js';
+import { HandoffQueue, handOffAndWait, toRecord } from './handoff.js';
+import type { KafkaCommitPosition, KafkaRecordBatch } from './types.js';
 
 export interface KafkaSourceConfig {
   readonly topic: string;
@@ -74,65 +76,6 @@ export interface KafkaSource {
   resume(partitions?: readonly number[]): void;
   /** Leaves the group and disconnects. Uncommitted records are read again by the next member. */
   close(): Promise<void>;
-}
-
-type Handoff =
-  | { readonly kind: 'batch'; readonly batch: KafkaRecordBatch; readonly take: () => void }
-  | { readonly kind: 'end' }
-  | { readonly kind: 'error'; readonly error: Error };
-
-/**
- * Single-reader queue between kafkajs's callbacks and the async iterator. Batches queue in
- * order; `finish` adds a terminal item that is returned after them, forever.
- */
-class HandoffQueue {
-  #items: Handoff[] = [];
-  #terminal: Handoff | null = null;
-  #waiter: ((item: Handoff) => void) | null = null;
-
-  get finished(): boolean {
-    return this.#terminal !== null;
-  }
-
-  push(item: Handoff): void {
-    if (this.#terminal) return;
-    this.#deliver(item);
-  }
-
-  finish(item: Handoff): void {
-    if (this.#terminal) return;
-    this.#terminal = item;
-    if (this.#items.length === 0) this.#deliver(item);
-  }
-
-  /** Drops every batch not taken yet and ends with `item` (close: those would be read again anyway). */
-  abort(item: Handoff): void {
-    this.#items = [];
-    this.finish(item);
-  }
-
-  /** Removes a batch the reader has not taken yet (its partition was revoked). */
-  remove(item: Handoff): void {
-    this.#items = this.#items.filter((i) => i !== item);
-  }
-
-  next(): Promise<Handoff> {
-    const item = this.#items.shift() ?? (this.#items.length === 0 ? this.#terminal : null);
-    if (item) return Promise.resolve(item);
-    return new Promise((resolve) => {
-      this.#waiter = resolve;
-    });
-  }
-
-  #deliver(item: Handoff): void {
-    const waiter = this.#waiter;
-    if (waiter) {
-      this.#waiter = null;
-      waiter(item);
-    } else {
-      this.#items.push(item);
-    }
-  }
 }
 
 export async function createKafkaSource(client: KafkaClient, config: KafkaSourceConfig): Promise<KafkaSource> {
@@ -179,7 +122,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     sessionTimeout: config.sessionTimeoutMs ?? 30000,
     heartbeatInterval: heartbeatIntervalMs,
   });
-  const queue = new HandoffQueue();
+  const queue = new HandoffQueue<KafkaRecordBatch>();
   let closed = false;
   let iterating = false;
   let signalClosed!: () => void;
@@ -194,7 +137,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     if (!endOffsets || !unfinished.has(partition)) return;
     if (nextOffset < BigInt(endOffsets.get(partition) ?? '0')) return;
     unfinished.delete(partition);
-    consumer.pause([{ topic, partitions: [partition] }]);
+    pauseSafely([partition]);
     if (unfinished.size === 0) {
       logger.debug('every partition reached its end offset');
       queue.finish({ kind: 'end' });
@@ -217,53 +160,28 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     }
     const records = messages.map((m) => toRecord(topic, partition, m));
     const nextOffset = BigInt(records[records.length - 1]!.offset) + 1n;
-    let taken = false;
-    let signalTaken!: () => void;
-    const takenSignal = new Promise<void>((resolve) => {
-      signalTaken = resolve;
-    });
-    const item: Handoff = {
-      kind: 'batch',
-      batch: {
-        topic,
-        partition,
-        records,
-        commitPosition: { topic, partition, offset: nextOffset.toString() },
-        highWatermark: batch.highWatermark,
-        receivedAt: performance.now(),
-      },
-      take: () => {
-        taken = true;
-        signalTaken();
-      },
+    const batchOut: KafkaRecordBatch = {
+      topic,
+      partition,
+      records,
+      commitPosition: { topic, partition, offset: nextOffset.toString() },
+      highWatermark: batch.highWatermark,
+      receivedAt: performance.now(),
     };
-    queue.push(item);
-    // Wait for the reader, heartbeating so a slow reader does not get us kicked from the group.
-    while (!taken) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([takenSignal, closedSignal, new Promise((resolve) => (timer = setTimeout(resolve, heartbeatIntervalMs)))]);
-      clearTimeout(timer);
-      if (taken) break;
-      if (closed || !isRunning() || isStale()) {
-        // Not delivered and not resolved: kafkajs (or the partition's next owner) fetches it again.
-        queue.remove(item);
-        return;
-      }
-      try {
-        await heartbeat();
-      } catch (err) {
-        queue.remove(item); // rebalancing: kafkajs rejoins and refetches from the committed offset
-        throw err;
-      }
-    }
+    // Not taken (closed, or the batch went stale): kafkajs (or the partition's next owner) fetches it again.
+    if (!(await handOffAndWait(queue, batchOut, { heartbeat, isRunning, isStale }, { heartbeatIntervalMs, closedSignal, isClosed: () => closed }))) return;
     resolveOffset(batch.lastOffset());
     advance(partition, nextOffset);
   };
 
+  // Remembered and applied again when kafkajs restarts the consumer (see consumer-control.ts).
+  const pauses = trackReaderPauses(consumer, topic, { allPartitions: () => partitions, logger, alsoPausedOnJoin: () => (stopAtEnd ? finishedPartitions() : []) });
+  const pauseSafely = pauses.pauseSafely;
+
   consumer.on(consumer.events.CRASH, (event) => {
     const { error, restart } = event.payload;
     if (restart) {
-      logger.warn({ err: error }, 'consumer failed; kafkajs restarts it');
+      logger.warn({ error: error.message }, 'consumer failed; kafkajs restarts it (uncommitted records are fetched again and skipped by the reader)');
       return;
     }
     queue.finish({ kind: 'error', error: kafkaError('Kafka consumer failed', error, { topic }) });
@@ -297,16 +215,6 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     throw kafkaError(`Kafka: could not start consuming ${topic} as group ${groupId}`, err, { topic });
   }
 
-  async function* iterate(): AsyncGenerator<KafkaRecordBatch> {
-    for (;;) {
-      const item = await queue.next();
-      if (item.kind === 'end') return;
-      if (item.kind === 'error') throw item.error;
-      item.take();
-      yield item.batch;
-    }
-  }
-
   return {
     topic,
     groupId,
@@ -314,7 +222,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     batches: () => {
       if (iterating) throw new InvariantError('KafkaSource.batches() may be iterated only once');
       iterating = true;
-      return iterate();
+      return queue.drain();
     },
     commit: async (positions) => {
       const list = isPosition(positions) ? [positions] : [...positions];
@@ -323,19 +231,14 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
       for (const p of list) {
         if (p.topic !== topic) throw new InvariantError(`commit for topic ${p.topic} on a source of ${topic}`);
       }
-      try {
-        await consumer.commitOffsets(list.map((p) => ({ topic, partition: p.partition, offset: p.offset })));
-      } catch (err) {
-        throw kafkaError('Kafka: offset commit failed', err, { topic, partition: list[0]!.partition });
-      }
+      // Retried while kafkajs restarts the consumer, within the client's retry window.
+      await commitWithinRetryWindow(consumer, topic, list, { windowMs: client.retryWindowMs, logger });
     },
-    pause: (only) => {
-      consumer.pause([only ? { topic, partitions: [...only] } : { topic }]);
-    },
+    pause: (only) => pauses.pause(only ?? null),
     resume: (only) => {
-      consumer.resume([only ? { topic, partitions: [...only] } : { topic }]);
+      pauses.resume(only ?? null);
       const done = finishedPartitions();
-      if (stopAtEnd && done.length > 0) consumer.pause([{ topic, partitions: done }]);
+      if (stopAtEnd && done.length > 0) pauseSafely(done);
     },
     close: async () => {
       if (closed) return;
@@ -350,18 +253,3 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
 function isPosition(value: KafkaCommitPosition | Iterable<KafkaCommitPosition>): value is KafkaCommitPosition {
   return typeof (value as KafkaCommitPosition).partition === 'number';
 }
-
-function toRecord(topic: string, partition: number, m: KafkaMessage): KafkaRecord {
-  return {
-    topic,
-    partition,
-    offset: m.offset,
-    key: m.key,
-    value: m.value ?? EMPTY,
-    // On the consuming side kafkajs gives Buffers (an array for a repeated key), never strings.
-    headers: (m.headers ?? {}) as KafkaHeaders,
-    timestamp: m.timestamp,
-  };
-}
-
-const EMPTY = Buffer.alloc(0);
