@@ -250,22 +250,29 @@ async function connectAdmin(kafkajs: Kafka): Promise<KafkaAdmin> {
       const missing = specs.filter((s) => !existing.has(s.topic));
       if (missing.length === 0) return [];
       const brokerCount = (await admin.describeCluster()).brokers.length;
+      const request = {
+        waitForLeaders: true,
+        topics: missing.map((s) => ({
+          topic: s.topic,
+          numPartitions: s.numPartitions,
+          // kafkajs speaks CreateTopics v3, which has no "broker default" (-1): be explicit.
+          replicationFactor: s.replicationFactor ?? Math.min(3, brokerCount),
+          configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
+        })),
+      };
       try {
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: missing.map((s) => ({
-            topic: s.topic,
-            numPartitions: s.numPartitions,
-            // kafkajs speaks CreateTopics v3, which has no "broker default" (-1): be explicit.
-            replicationFactor: s.replicationFactor ?? Math.min(3, brokerCount),
-            configEntries: Object.entries(s.config ?? {}).map(([name, value]) => ({ name, value })),
-          })),
+        // Waiting for the leaders can fail with a retriable "does not host this topic-partition"
+        // while the new topic's metadata spreads (or a deletion elsewhere settles): ask again.
+        await withKafkaRetry(async () => {
+          try {
+            await admin.createTopics(request);
+          } catch (err) {
+            // Another process (or our own earlier attempt) created it in the meantime.
+            if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw err;
+          }
         });
       } catch (err) {
-        // Another process may have created it between our check and our request.
-        if ((err as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') {
-          throw kafkaError(`Kafka: could not create topics ${missing.map((s) => s.topic).join(', ')}`, err);
-        }
+        throw kafkaError(`Kafka: could not create topics ${missing.map((s) => s.topic).join(', ')}`, err);
       }
       return missing.map((s) => s.topic);
     },
