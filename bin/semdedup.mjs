@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Entry point. Runs the compiled CLI from dist/ when it is up to date with the sources
-// (`npm install` builds it), else the TypeScript sources through tsx — so a source edit never
-// runs stale code.
+// (`npm install` builds it): the bundle in dist/cli/ (faster to load, see
+// scripts/bundle-cli.mjs), else dist/src/. Otherwise the TypeScript sources through tsx — so a
+// source edit never runs stale code.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +22,9 @@ function newestSourceMtime(dir) {
 
 const built = existsSync(stamp) && statSync(stamp).mtimeMs >= Math.max(newestSourceMtime(join(root, 'src')), newestSourceMtime(join(root, 'topologies')));
 let main;
-if (built) {
+if (built && existsSync(join(root, 'dist', 'cli', 'main.js'))) {
+  ({ main } = await import('../dist/cli/main.js'));
+} else if (built) {
   ({ main } = await import('../dist/src/cli/main.js'));
 } else {
   const { register } = await import('tsx/esm/api');

@@ -8,15 +8,16 @@ import { defineStreamTopology, pipeline } from '../src/runtime/stream-runner.js'
 import type { StreamContext } from '../src/stream/context.js';
 import {
   bufferClips,
-  checkpointState,
-  commitOffsets,
+  commitCutOffsets,
+  cutCheckpoint,
   decodeRecords,
   normalizeClips,
+  persistState,
   publishVerdicts,
   republishAfterCrash,
   skipCheckpointed,
   validateRows,
-  writeDeadLetters,
+  writeCutDeadLetters,
 } from '../src/stream/steps.js';
 
 export const streamTopology = defineStreamTopology<StreamContext, KafkaRecordBatch>('stream', {
@@ -32,9 +33,14 @@ export const streamTopology = defineStreamTopology<StreamContext, KafkaRecordBat
     .then('buffer', bufferClips), // assign to centroids, buffer per cluster (engine.add)
   // When --flush-max-rows rows wait or the oldest is --flush-max-ms old:
   checkpoint: [
-    step('dead-letter', writeDeadLetters), // refused rows → dead-letter topic (acked)
-    step('checkpoint', checkpointState), // kernel flush; state + positions durable (DuckDB)
+    step('checkpoint', cutCheckpoint), // kernel flush; changes, verdicts, dead letters, offsets set aside
+  ],
+  // Then, in the background while the next batches are taken in (the next checkpoint waits for
+  // them), each durable before the next:
+  durable: [
+    step('dead-letter', writeCutDeadLetters), // refused rows → dead-letter topic (acked)
+    step('persist', persistState), // state + positions durable (DuckDB + embedding file)
     step('publish', publishVerdicts), // changed duplicate verdicts → output topic (acked)
-    step('commit', commitOffsets), // consumer offsets
+    step('commit', commitCutOffsets), // consumer offsets
   ],
 });

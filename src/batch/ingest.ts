@@ -35,19 +35,27 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
   let part = 0;
   let rows = 0;
   ctx.progress.start('ingest', schema.rows ?? ctx.files.length);
+  const openSpill = async (dim: number): Promise<EmbeddingSpill> =>
+    (spill ??= await EmbeddingSpill.create({
+      dim,
+      path: join(ctx.workDir, 'embeddings.f32'),
+      expectedRows: schema.rows,
+      budgetBytes: config.memoryBudgetMb * 1024 * 1024,
+    }));
   const rejected = await forEachValidBatch(
     ctx.files,
-    { ...fieldOptions, batchRows: config.batchRows, schema, reader: config.reader },
+    {
+      ...fieldOptions,
+      batchRows: config.batchRows,
+      schema,
+      reader: config.reader,
+      // Valid rows are normalized straight into the in-memory store (no copy per batch).
+      destination: async (n, dim) => (dim === undefined ? null : (await openSpill(dim)).nextRows(n)),
+    },
     createValidationState(schema.dim),
     async (ok) => {
       const n = ok.ids.length;
-      spill ??= await EmbeddingSpill.create({
-        dim: ok.dim,
-        path: join(ctx.workDir, 'embeddings.f32'),
-        expectedRows: schema.rows,
-        budgetBytes: config.memoryBudgetMb * 1024 * 1024,
-      });
-      await spill.append(ok.embeddings);
+      await (await openSpill(ok.dim)).append(ok.embeddings);
       const rowIndex = new Int32Array(n);
       const hashes = new Float64Array(n);
       for (let i = 0; i < n; i++) {

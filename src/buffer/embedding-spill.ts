@@ -36,8 +36,22 @@ export class EmbeddingSpill {
     return this.#rows;
   }
 
+  /**
+   * Where the next `rows` rows would go when they are kept in memory (null when spilling to disk
+   * or out of room): a producer may write them there, and `append` of that view copies nothing.
+   */
+  nextRows(rows: number): Float32Array | null {
+    const from = this.#rows * this.dim;
+    if (!this.#memory || from + rows * this.dim > this.#memory.length) return null;
+    return this.#memory.subarray(from, from + rows * this.dim);
+  }
+
   async append(rows: Float32Array): Promise<void> {
-    if (this.#memory) this.#memory.set(rows, this.#rows * this.dim);
+    const at = this.#rows * this.dim;
+    const written = this.#memory !== null && rows.buffer === this.#memory.buffer && rows.byteOffset === this.#memory.byteOffset + at * 4;
+    if (written) {
+      // Already in place (filled through `nextRows`).
+    } else if (this.#memory) this.#memory.set(rows, at);
     else await this.#file!.write(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
     this.#rows += rows.length / this.dim;
   }

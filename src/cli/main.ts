@@ -1,15 +1,31 @@
 import { Command, CommanderError, Option } from 'commander';
 import { formatErrorLine, InputError, SemdedupError } from '../shared/errors.js';
 import { createLogger } from '../runtime/logging.js';
-import { closeStorage } from '../storage/index.js';
-import { registerReplayCommand } from './replay-command.js';
-import { registerProduceCommand } from './produce-command.js';
-import { registerRunCommand } from './run-command.js';
-import { registerStreamCommand } from './stream-command.js';
-import { registerInspectCommand } from './inspect-command.js';
-import { registerIdentifyCommand } from './identify-command.js';
-import { registerExportCommand } from './export-command.js';
-import { registerRecallCommand } from './recall-command.js';
+import type { CliContext } from './run-command.js';
+
+type Register = (program: Command, ctx: CliContext) => void;
+
+/**
+ * The commands, in help order, each loaded on demand: a command module pulls in its stage's
+ * dependencies (DuckDB, the S3 client, Kafka, parquet-wasm…), ~0.5 s of module loading in all, so
+ * `semdedup run` loads only `run`'s. `--help`, `help` and unknown commands load them all.
+ */
+const COMMANDS: Readonly<Record<string, () => Promise<Register>>> = {
+  run: async () => (await import('./run-command.js')).registerRunCommand,
+  stream: async () => (await import('./stream-command.js')).registerStreamCommand,
+  produce: async () => (await import('./produce-command.js')).registerProduceCommand,
+  inspect: async () => (await import('./inspect-command.js')).registerInspectCommand,
+  identify: async () => (await import('./identify-command.js')).registerIdentifyCommand,
+  export: async () => (await import('./export-command.js')).registerExportCommand,
+  recall: async () => (await import('./recall-command.js')).registerRecallCommand,
+  replay: async () => (await import('./replay-command.js')).registerReplayCommand,
+};
+
+/** The command named in argv (the first word that is not an option), when it is one of ours. */
+function invokedCommand(argv: readonly string[]): string | undefined {
+  const word = argv.find((a) => !a.startsWith('-'));
+  return word !== undefined && Object.hasOwn(COMMANDS, word) ? word : undefined;
+}
 
 /** Exit codes: 0 ok, 1 failure, 2 bad input or usage (message without a stack trace). */
 export async function main(argv: string[]): Promise<number> {
@@ -21,15 +37,11 @@ export async function main(argv: string[]): Promise<number> {
   let verbose = argv.includes('--verbose');
   const logger = createLogger({ level: verbose ? 'debug' : undefined });
   const ctx = { logger, exitCode: 0 };
-  registerRunCommand(program, ctx);
-  registerStreamCommand(program, ctx);
-  registerProduceCommand(program, ctx);
-  registerInspectCommand(program, ctx);
-  registerIdentifyCommand(program, ctx);
-  registerExportCommand(program, ctx);
-  registerRecallCommand(program, ctx);
-  registerReplayCommand(program, ctx);
   try {
+    const only = invokedCommand(argv);
+    const names = only ? [only] : Object.keys(COMMANDS);
+    const registers = await Promise.all(names.map((name) => COMMANDS[name]!()));
+    for (const register of registers) register(program, ctx);
     await program.parseAsync(argv, { from: 'user' });
     return ctx.exitCode;
   } catch (err) {
@@ -44,7 +56,8 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof InputError) return 2;
     return err instanceof SemdedupError && err.retriable ? 75 : 1;
   } finally {
-    // S3 clients keep sockets open; the process should not wait for them to time out.
-    closeStorage();
+    // S3 clients keep sockets open; the process should not wait for them to time out. (The
+    // storage module is light; the S3 client itself is loaded only when an s3:// path is used.)
+    (await import('../storage/index.js')).closeStorage();
   }
 }

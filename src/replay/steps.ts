@@ -15,6 +15,7 @@ import { readInputSchema, resolveInputFiles } from '../sources/index.js';
 import { createKafkaSink } from '../sinks/kafka/index.js';
 import { verdictMessage } from '../sinks/kafka/verdicts.js';
 import { writeKmeansResults, writePairwiseResults } from '../sinks/nemo-layout.js';
+import { writeParquetFast } from '../sinks/plain-parquet.js';
 import { writeParquetFile } from '../sinks/parquet/index.js';
 import { DedupEngine } from '../state/dedup-engine.js';
 import type { Verdict } from '../state/cluster-state.js';
@@ -195,8 +196,8 @@ export async function writeReplayOutputs(ctx: ReplayContext, log: Logger): Promi
       metadata,
       l2DistToCent: Float32Array.from(members, (m) => m.rank.l2DistToCent),
       cosineDistToCent: Float32Array.from(members, (m) => m.rank.cosineDistToCent),
-    }, types);
-    await writePairwiseResults(ctx.stagingDir, centroid, ids, verdicts.map((v) => v.maxId), Float32Array.from(verdicts, (v) => v.score), types);
+    }, types, writeParquetFast);
+    await writePairwiseResults(ctx.stagingDir, centroid, ids, verdicts.map((v) => v.maxId), Float32Array.from(verdicts, (v) => v.score), types, writeParquetFast);
     ctx.progress.increment(members.length);
   });
   ctx.progress.stop();

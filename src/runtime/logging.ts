@@ -1,5 +1,9 @@
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type prettyModule from 'pino-pretty';
+
+// pino-pretty is loaded only for a terminal; logs to a pipe or file stay JSON without it.
+const require = createRequire(import.meta.url);
 
 export type { Logger } from 'pino';
 
@@ -18,6 +22,7 @@ export function createLogger(options: { level?: string; pretty?: boolean } = {})
   const level = options.level ?? process.env.SEMDEDUP_LOG_LEVEL ?? 'info';
   const human = options.pretty ?? (Boolean(process.stderr.isTTY) && process.env.SEMDEDUP_LOG_FORMAT !== 'json');
   if (human) {
+    const pretty = require('pino-pretty') as typeof prettyModule;
     return pino({ level, base: undefined, redact: REDACT }, pretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname,step', messageFormat: '{if step}[{step}] {end}{msg}' }));
   }
   return pino({ level, base: undefined, redact: REDACT, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));

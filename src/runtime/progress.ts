@@ -1,4 +1,8 @@
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+import type cliProgressModule from 'cli-progress';
+
+// Loaded only when a bar is shown (a TTY): most runs (CI, pipes, benchmarks) never need it.
+const require = createRequire(import.meta.url);
 
 export interface Progress {
   start(phase: string, total: number): void;
@@ -9,7 +13,8 @@ export interface Progress {
 /** Progress bars only on a TTY (stderr); elsewhere a no-op, the logs tell the story. */
 export function createProgress(enabled = Boolean(process.stderr.isTTY)): Progress {
   if (!enabled) return { start() {}, increment() {}, stop() {} };
-  let bar: cliProgress.SingleBar | null = null;
+  const cliProgress = require('cli-progress') as typeof cliProgressModule;
+  let bar: cliProgressModule.SingleBar | null = null;
   return {
     start(phase, total) {
       bar?.stop();

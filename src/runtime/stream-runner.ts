@@ -11,6 +11,15 @@
  *   limit stretches to `backlogFlushMaxMs`: those records are late anyway, and each checkpoint
  *   has a fixed cost (a kernel pass per touched cluster, a DuckDB commit), so small checkpoints
  *   would make a backlog drain several times slower. Caught up, `flushMaxMs` holds again.
+ * - `durable` (optional): run in order after the `checkpoint` steps, in the background, while the
+ *   loop takes the next batches. They must work on what the `checkpoint` steps set aside, not on
+ *   what the per-batch steps keep adding to. The durable steps of successive checkpoints run one
+ *   checkpoint after the other (never interleaved), so their order across checkpoints holds; at
+ *   most `durableInFlight` checkpoints wait for or run them (a checkpoint beyond that, and the
+ *   end of the run, wait); a failure among them stops the run at the next batch or checkpoint. This is how a
+ *   checkpoint's I/O waits (the state's commit, the verdicts' acks, the offset commit) overlap the
+ *   decoding and assignment of the next batches. Time the loop still waits for them is timed as
+ *   `wait-durable`.
  *
  * The loop pulls the next batch only after the previous one went through `perBatch`, so memory
  * is bounded by the source's prefetch plus what waits for a checkpoint; past `maxBufferedRows`
@@ -48,11 +57,13 @@ export interface StreamTopology<C, In> {
   readonly start: readonly Step<C>[];
   readonly perBatch: Pipeline<C, In, unknown>;
   readonly checkpoint: readonly Step<C>[];
+  /** Run after `checkpoint`, in the background (see the module doc). */
+  readonly durable?: readonly Step<C>[];
 }
 
 export function defineStreamTopology<C, In>(name: string, parts: Omit<StreamTopology<C, In>, 'name'>): StreamTopology<C, In> {
   const ids = new Set<string>();
-  for (const s of [...parts.start, ...parts.perBatch.steps, ...parts.checkpoint]) {
+  for (const s of [...parts.start, ...parts.perBatch.steps, ...parts.checkpoint, ...(parts.durable ?? [])]) {
     if (ids.has(s.id)) throw new Error(`topology ${name}: duplicate step id ${s.id}`);
     ids.add(s.id);
   }
@@ -80,6 +91,10 @@ export interface StreamRunOptions {
   /** Stop and restart fetching (backpressure). */
   readonly pause?: () => void;
   readonly resume?: () => void;
+  /** Checkpoints whose `durable` steps may be pending at once (default 2). */
+  readonly durableInFlight?: number;
+  /** Called once when durable steps failed (the run then stops), e.g. to release what waits for them. */
+  readonly onDurableFailure?: (err: unknown) => void;
   /** Called after each checkpoint with its wall time, ms. */
   readonly onCheckpoint?: (ms: number) => void;
 }
@@ -108,11 +123,38 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
       ctx.timings[id] = (ctx.timings[id] ?? 0) + (performance.now() - started) / 1000;
     }
   };
+  /** The durable steps of checkpoints not done yet, oldest first (each chained after the one before); the first failure among them. */
+  const inflight: Promise<void>[] = [];
+  let failure: { err: unknown } | null = null;
+  const durableInFlight = Math.max(1, options.durableInFlight ?? 2);
+  /** Wait until at most `keep` checkpoints have durable steps pending. */
+  const settle = async (keep = 0): Promise<void> => {
+    // How long the loop waits for them shows in timings as `wait-durable`.
+    while (inflight.length > keep) await timed('wait-durable', () => inflight.shift()!);
+    if (failure) throw failure.err;
+  };
+  const durable = topology.durable ?? [];
   const checkpoint = async (): Promise<void> => {
+    await settle(durableInFlight - 1);
     if (ctx.pendingRows === 0 && ctx.pendingSince === null) return;
     const started = performance.now();
     for (const s of topology.checkpoint) await timed(s.id, () => s.run(ctx, logOf(s.id)));
-    options.onCheckpoint?.(performance.now() - started);
+    if (durable.length === 0) {
+      options.onCheckpoint?.(performance.now() - started);
+      return;
+    }
+    const previous = inflight.at(-1) ?? Promise.resolve();
+    // After the previous checkpoint's durable steps, and not at all when they failed.
+    const run = previous.then(async () => {
+      for (const s of durable) await timed(s.id, () => s.run(ctx, logOf(s.id)));
+      options.onCheckpoint?.(performance.now() - started);
+    });
+    run.catch((err: unknown) => {
+      if (failure) return;
+      failure = { err };
+      options.onDurableFailure?.(err);
+    });
+    inflight.push(run);
   };
 
   for (const s of topology.start) await timed(s.id, () => s.run(ctx, logOf(s.id)));
@@ -148,6 +190,9 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
         continue;
       }
       next = null;
+      // Set by a durable step in the background (TypeScript cannot see the closure assign it).
+      const failed = failure as { err: unknown } | null;
+      if (failed) throw failed.err;
       if (got.done) break;
       let value: unknown = got.value;
       for (const s of topology.perBatch.steps) {
@@ -169,7 +214,10 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
     // Stop fetching, then a final checkpoint: what was taken in becomes durable, published and committed.
     if (reason === 'signal') options.pause?.();
     await checkpoint();
+    await settle();
   } finally {
+    // Never leave a write running behind the caller (it closes the state next).
+    await Promise.allSettled(inflight);
     // A batch fetched but not processed is not committed: the next run reads it again.
     if (next) void next.catch(() => undefined);
   }

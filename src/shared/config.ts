@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as yamlModule from 'yaml';
 import { z } from 'zod';
 import { InputError } from './errors.js';
 import type { StorageOptions } from '../storage/types.js';
@@ -207,7 +208,8 @@ export function loadConfigFile(path: string): Record<string, unknown> {
   }
   let parsed: unknown;
   try {
-    parsed = parseYaml(text);
+    // yaml is loaded only when a config file is given.
+    parsed = (createRequire(import.meta.url)('yaml') as typeof yamlModule).parse(text);
   } catch (cause) {
     throw new InputError(`config is not valid YAML/JSON: ${(cause as Error).message}`, { cause, context: { file: path } });
   }

@@ -167,7 +167,8 @@ export class ClusterState {
     const state = new ClusterState(centroid, dim, spec, idType);
     const sorted = [...members].sort((a, b) => compareRankKeys(a.rank, b.rank, spec, idType));
     const n = sorted.length;
-    state.#reserve(n);
+    // Room for the clips that made the caller load it, so the next flush does not regrow it at once.
+    state.#reserve(n + Math.max(64, n >> 3));
     const slotOf = new Map(sorted.map((m, i) => [m.rank.id, i]));
     sorted.forEach((m, i) => {
       state.#ranks[i] = m.rank;
@@ -314,7 +315,9 @@ export class ClusterState {
       a.set(old.subarray(0, size * per));
       return a;
     };
-    this.#emb = grow(this.#emb, (l) => new Float32Array(l), dim);
+    // Not zero-filled: slots past the size are always written before they are read, and zeroing
+    // the doubled embedding matrix cost as much as copying the old one.
+    this.#emb = grow(this.#emb, (l) => new Float32Array(Buffer.allocUnsafeSlow(l * 4).buffer, 0, l), dim);
     this.#rawScore = grow(this.#rawScore, (l) => new Float64Array(l), 1);
     this.#rawMax = grow(this.#rawMax, (l) => new Int32Array(l), 1);
     this.#flags = grow(this.#flags, (l) => new Uint8Array(l), 1);

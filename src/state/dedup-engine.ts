@@ -65,6 +65,14 @@ function foldVerdict(id: string, fold: ProbeFold): Verdict {
 
 const MIB = 1024 * 1024;
 
+/** A checkpoint cut by `DedupEngine.cutCheckpoint`: its verdicts, and the write that makes it durable. */
+export interface PendingCheckpoint {
+  /** Duplicate verdicts changed since the previous cut: publish them once `persist` resolved. */
+  readonly verdicts: Verdict[];
+  /** Write the cut's changed members and positions (one transaction). Call once. */
+  persist(): Promise<void>;
+}
+
 /**
  * The incremental dedup core shared by `stream` and `replay`: assigns arriving clips to fixed
  * centroids, buffers them per cluster, folds each buffer into the cluster's ranked state through
@@ -95,6 +103,13 @@ export class DedupEngine {
   #buffered = 0;
   readonly #pendingVerdicts = new Map<string, Verdict>();
   readonly #positions = new Map<string, SourcePosition>();
+  /**
+   * Resolves once the write of every checkpoint cut so far has settled (or was abandoned): reads
+   * of the store and a spilling cut wait for it.
+   */
+  #writesSettled: Promise<void> = Promise.resolve();
+  /** Releases of cut checkpoints whose write has not settled (see `abandonPendingCheckpoints`). */
+  readonly #unsettledCuts = new Set<() => void>();
   /** Flush latency of the last kernel passes, for metrics. */
   lastFlushMs = 0;
   clipsAdded = 0;
@@ -240,6 +255,8 @@ export class DedupEngine {
     }
     const { dim, rankSpec, idType } = this.options;
     if (this.#store && this.#entries[c]! > 0) {
+      // A write in flight or still to come may hold its members (and uses the store's connection).
+      await this.#writesSettled;
       state = ClusterState.restore(c, dim, rankSpec, idType, await this.#store.loadMembers(c));
       invariant(state.size === this.#entries[c], `cluster ${c}: the store holds ${state.size} members, the engine counted ${this.#entries[c]}`);
       this.statesLoaded++;
@@ -318,31 +335,83 @@ export class DedupEngine {
    * Then resident states beyond the memory budget are evicted (they are in the store now).
    */
   async checkpoint(): Promise<Verdict[]> {
+    const cut = await this.cutCheckpoint();
+    await cut.persist();
+    this.#evictOverBudget(false);
+    this.peakResidentBytesAfterCheckpoint = Math.max(this.peakResidentBytesAfterCheckpoint, this.residentBytes);
+    return cut.verdicts;
+  }
+
+  /**
+   * The first half of `checkpoint`, for callers that overlap the write with consuming more clips:
+   * flush every buffer and set aside the changed members, the positions so far and the changed
+   * duplicate verdicts. `persist()` then writes them in one transaction (publish the verdicts after
+   * it, then commit offsets). Meanwhile clips may be added (and full buffers flushed), and more
+   * checkpoints cut; their `persist` calls must come in cut order, each after the previous one
+   * settled. A state to be read from the store waits for every write cut before.
+   */
+  async cutCheckpoint(): Promise<PendingCheckpoint> {
+    // States clean since they were cut may go before the flush loads others (a state evicted
+    // before its write is durable is read back only after that write).
+    this.#evictOverBudget(false);
     const store = this.#store;
-    if (!store || this.#budgetBytes === Infinity) {
+    let write: () => Promise<void> = async () => {};
+    if (!store) {
+      await this.flushAll();
+    } else if (this.#budgetBytes === Infinity) {
       await this.flushAll();
       // Changed members are marked stored as they are taken; if the write fails the process stops
       // and the next run restores from what the store holds.
       const changes = new MemberChanges();
       for (const c of this.#lru) this.#states[c]!.takeChanges(changes);
-      if (store) await store.checkpoint(changes, [...this.#positions.values()]);
+      const positions = [...this.#positions.values()];
+      write = () => store.checkpoint(changes, positions);
     } else {
-      await this.#checkpointWithinBudget(store);
+      write = await this.#cutWithinBudget(store);
     }
     const verdicts = [...this.#pendingVerdicts.values()];
     this.#pendingVerdicts.clear();
-    this.#evictOverBudget(false);
-    this.peakResidentBytesAfterCheckpoint = Math.max(this.peakResidentBytesAfterCheckpoint, this.residentBytes);
-    return verdicts;
+    let release!: () => void;
+    const settled = new Promise<void>((resolve) => (release = resolve));
+    this.#unsettledCuts.add(release);
+    const before = this.#writesSettled;
+    this.#writesSettled = Promise.all([before, settled]).then(() => undefined);
+    let started = false;
+    return {
+      verdicts,
+      persist: () => {
+        invariant(!started, 'a checkpoint persisted twice');
+        started = true;
+        const done = write();
+        const settle = () => {
+          this.#unsettledCuts.delete(release);
+          release();
+        };
+        done.then(settle, settle);
+        return done;
+      },
+    };
+  }
+
+  /**
+   * The caller will not persist the checkpoints cut so far (a durable step before them failed; it
+   * is stopping): store reads stop waiting for their writes.
+   */
+  abandonPendingCheckpoints(): void {
+    for (const release of this.#unsettledCuts) release();
+    this.#unsettledCuts.clear();
   }
 
   /**
    * A checkpoint under a memory budget: cluster by cluster, flush and take the changes; whenever
-   * the resident states exceed the budget, append the changes so far to the open transaction
-   * (the states are then clean) and evict, so a checkpoint that touches every cluster never
-   * holds them all. One transaction still, with the positions at its commit.
+   * the resident states exceed the budget, append the changes so far to an open transaction (the
+   * states are then clean) and evict, so a checkpoint that touches every cluster never holds them
+   * all. One transaction still, with the positions at its commit. Returns the write still to do:
+   * all of it when nothing spilled, else the commit of the open transaction. It never commits
+   * here: the caller makes other things durable first (dead letters) — until then the open
+   * transaction holds the store, and reads wait for it (`#writesSettled`).
    */
-  async #checkpointWithinBudget(store: StateStore): Promise<void> {
+  async #cutWithinBudget(store: StateStore): Promise<() => Promise<void>> {
     let changes = new MemberChanges();
     let begun = false;
     try {
@@ -353,6 +422,8 @@ export class DedupEngine {
         state.takeChanges(changes);
         if (this.residentBytes <= this.#budgetBytes) continue;
         if (!begun) {
+          // The store's connection is free once the writes cut before this one are done.
+          await this.#writesSettled;
           await store.beginCheckpoint();
           this.checkpointSpills++;
         }
@@ -361,12 +432,17 @@ export class DedupEngine {
         changes = new MemberChanges();
         this.#evictOverBudget(false);
       }
-      if (!begun) {
-        await store.checkpoint(changes, [...this.#positions.values()]);
-        return;
-      }
+      const positions = [...this.#positions.values()];
+      if (!begun) return () => store.checkpoint(changes, positions);
       await store.appendChanges(changes);
-      await store.commitCheckpoint([...this.#positions.values()]);
+      return async () => {
+        try {
+          await store.commitCheckpoint(positions);
+        } catch (err) {
+          await store.abortCheckpoint();
+          throw err;
+        }
+      };
     } catch (err) {
       if (begun) await store.abortCheckpoint();
       throw err;

@@ -7,11 +7,11 @@
 import path from 'node:path';
 import { InputError } from '../shared/errors.js';
 import { createLocalStorage } from './local.js';
-import { createS3Storage, type S3Storage } from './s3.js';
+import type { S3Storage } from './s3.js';
 import type { Storage, StorageOptions } from './types.js';
 
 export type { LazyBlob, Storage, StorageEntry, StorageObject, StorageOptions } from './types.js';
-export { parseS3Path } from './s3.js';
+export { parseS3Path } from './s3-path.js';
 
 const URL_RE = /^[a-z][a-z0-9+.-]*:\/\//i;
 
@@ -33,10 +33,32 @@ export function storageFor(p: string, options: StorageOptions = {}): Storage {
   const key = JSON.stringify(options, Object.keys(options).sort());
   let s3 = s3Clients.get(key);
   if (!s3) {
-    s3 = createS3Storage(options);
+    s3 = lazyS3Storage(options);
     s3Clients.set(key, s3);
   }
   return s3;
+}
+
+/**
+ * S3 storage that loads the AWS SDK (~0.3 s of modules) on its first call, so local runs never
+ * load it. The client is created then, once; `close` closes it if it was created.
+ */
+function lazyS3Storage(options: StorageOptions): S3Storage {
+  let real: S3Storage | undefined;
+  let loading: Promise<S3Storage> | undefined;
+  const load = (): Promise<S3Storage> => (loading ??= import('./s3.js').then((m) => (real = m.createS3Storage(options))));
+  return {
+    stat: async (p) => (await load()).stat(p),
+    list: async (p) => (await load()).list(p),
+    listNames: async (p) => (await load()).listNames(p),
+    openBlob: async (p) => (await load()).openBlob(p),
+    openReadStream: async (p) => (await load()).openReadStream(p),
+    readFile: async (p) => (await load()).readFile(p),
+    upload: async (from, to) => (await load()).upload(from, to),
+    download: async (from, to) => (await load()).download(from, to),
+    remove: async (p) => (await load()).remove(p),
+    close: () => real?.close(),
+  };
 }
 
 /** Close cached S3 clients (their keep-alive sockets); later calls open new ones. */

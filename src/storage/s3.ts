@@ -27,6 +27,9 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { InputError, InvariantError, SemdedupError } from '../shared/errors.js';
 import { compareStrings, globToRegExp, hasGlob, isHiddenName, splitGlob } from './glob.js';
 import type { LazyBlob, Storage, StorageEntry, StorageObject, StorageOptions } from './types.js';
+import { parseS3Path } from './s3-path.js';
+
+export { parseS3Path, type S3Location } from './s3-path.js';
 
 /** Smallest multipart part; larger files get larger parts (S3 allows at most 10,000 parts). */
 const MIN_PART_SIZE = 8 * 1024 * 1024;
@@ -37,18 +40,6 @@ const PART_QUEUE = 4;
 const FILE_CONCURRENCY = 8;
 /** DeleteObjects takes at most 1000 keys. */
 const DELETE_BATCH = 1000;
-
-export interface S3Location {
-  readonly bucket: string;
-  /** The key or key prefix, without a leading `/`; '' for the bucket root. */
-  readonly key: string;
-}
-
-export function parseS3Path(p: string): S3Location {
-  const m = /^s3:\/\/([^/]*)\/?(.*)$/i.exec(p);
-  if (!m || m[1] === '') throw new InputError(`${p}: an S3 path is s3://bucket/key`, { context: { file: p } });
-  return { bucket: m[1]!, key: m[2]! };
-}
 
 function s3Url(bucket: string, key: string): string {
   return `s3://${bucket}/${key}`;

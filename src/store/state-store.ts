@@ -1,11 +1,12 @@
 import { centroidsChecksum } from '../assign/centroids.js';
 import type { RankFields } from '../rank/index.js';
 import type { IdType, RankSpec } from '../shared/types.js';
-import { InputError } from '../shared/errors.js';
+import { InputError, invariant } from '../shared/errors.js';
 import duckdb from '@duckdb/node-bindings';
 import { DuckDBDataChunk } from '@duckdb/node-api';
 import type { DuckDBAppender } from '@duckdb/node-api';
 import type { MemberChanges, MemberRecord } from '../state/cluster-state.js';
+import { EmbeddingLog } from './embedding-log.js';
 import { Store, sqlString } from './index.js';
 
 /** A member of a cluster's state with its cluster id, as persisted. */
@@ -96,29 +97,47 @@ export function stateStoreMemoryMb(budgetMb: number): number {
 /** Row group size of state files: see `Store.open` (checkpoints stay O(appended rows)). */
 const STATE_ROW_GROUP_SIZE = 2048;
 
-/** The members table: one row per (compared set, clip); a clip probed into a second set has two. */
+/**
+ * The members table: one row per (compared set, clip); a clip probed into a second set has two.
+ * `emb_row`: the entry's row in the embedding file (`EmbeddingLog`).
+ */
 const MEMBERS_DDL = (name: string) => `CREATE TABLE ${name} (
+      centroid INTEGER NOT NULL, id VARCHAR NOT NULL, home INTEGER NOT NULL, probe INTEGER,
+      cosine_dist_to_cent FLOAT, l2_dist_to_cent FLOAT, rank_hash DOUBLE, metadata VARCHAR,
+      emb_row INTEGER NOT NULL, raw_score FLOAT, raw_max_id VARCHAR,
+      PRIMARY KEY (centroid, id))`;
+
+/** The members table as states before the embedding file had it (embeddings as BLOBs). */
+const MEMBERS_WITH_BLOBS_DDL = (name: string) => `CREATE TABLE ${name} (
       centroid INTEGER NOT NULL, id VARCHAR NOT NULL, home INTEGER NOT NULL, probe INTEGER,
       cosine_dist_to_cent FLOAT, l2_dist_to_cent FLOAT, rank_hash DOUBLE, metadata VARCHAR,
       embedding BLOB USING COMPRESSION uncompressed NOT NULL, raw_score FLOAT, raw_max_id VARCHAR,
       PRIMARY KEY (centroid, id))`;
 
+/** The embedding file of the state database at `path`: `state.duckdb` → `state.embeddings.f32`. */
+export function embeddingFileOf(path: string): string {
+  return `${path.replace(/\.duckdb$/, '')}.embeddings.f32`;
+}
+
 const RANK_COLUMNS = 'cosine_dist_to_cent, l2_dist_to_cent, rank_hash, metadata';
 
 /**
  * Streaming state in DuckDB, keyed by (cluster, clip): every member of each compared set with its
- * rank fields, its own cluster (`home`) and probe cluster, its embedding as a little-endian
- * float32 BLOB and its raw max in that set; plus source positions. A clip probed into a second
- * cluster (--probe 2) has a row in each. A checkpoint writes changed members and positions in one
- * transaction, so state and offsets never disagree.
+ * rank fields, its own cluster (`home`) and probe cluster, its raw max in that set and the row of
+ * its embedding in the state's embedding file (`EmbeddingLog`, little-endian float32 rows beside
+ * the database); plus source positions. A clip probed into a second cluster (--probe 2) has a row
+ * in each. A checkpoint writes changed members, the embedding file's committed length and
+ * positions in one transaction, so state and offsets never disagree.
  */
 export class StateStore {
   readonly #store: Store;
+  readonly #embeddings: EmbeddingLog;
   /** Rows wait in temp.members_raised for the open checkpoint's commit. */
   #raisedPending = false;
 
-  private constructor(store: Store) {
+  private constructor(store: Store, embeddings: EmbeddingLog) {
     this.#store = store;
+    this.#embeddings = embeddings;
   }
 
   /**
@@ -128,18 +147,22 @@ export class StateStore {
   static async open(path: string, options: { memoryLimitMb?: number } = {}): Promise<StateStore> {
     const memoryLimit = options.memoryLimitMb === undefined ? undefined : `${Math.max(32, Math.round(options.memoryLimitMb))}MB`;
     const store = await Store.open(path, { rowGroupSize: STATE_ROW_GROUP_SIZE, memoryLimit });
-    // Embeddings are incompressible floats: DuckDB's string compression analysis (FSST,
-    // dictionary) at every checkpoint cost more than the rest of the write.
+    let embeddings: EmbeddingLog | null = null;
     try {
-      await createOrMigrateMembers(store);
       await store.run('CREATE TABLE IF NOT EXISTS positions (source VARCHAR, partition INTEGER, next_offset VARCHAR, PRIMARY KEY (source, partition))');
       await store.run('CREATE TABLE IF NOT EXISTS identity (key VARCHAR PRIMARY KEY, value VARCHAR)');
+      // One row: the embedding file's row size and the rows committed (the rest is cut off on open).
+      await store.run('CREATE TABLE IF NOT EXISTS embedding_file (row_bytes INTEGER, committed_rows INTEGER NOT NULL)');
+      const [file] = await store.rows('SELECT row_bytes, committed_rows FROM embedding_file');
+      embeddings = EmbeddingLog.open(embeddingFileOf(path), (file?.row_bytes as number | null | undefined) ?? null, (file?.committed_rows as number | undefined) ?? 0);
+      await createOrMigrateMembers(store, embeddings);
       await store.run('CREATE TEMP TABLE members_raised (centroid INTEGER, id VARCHAR, raw_score FLOAT, raw_max_id VARCHAR)');
     } catch (err) {
+      embeddings?.closeSync();
       store.close();
       throw err;
     }
-    return new StateStore(store);
+    return new StateStore(store, embeddings);
   }
 
   /** Record the identity on first use; refuse a state built with other centroids or ranking. */
@@ -162,20 +185,23 @@ export class StateStore {
     }
   }
 
-  /** Every member of every set (embeddings included), or of one cluster's set. */
+  /**
+   * Every member of every set (embeddings included), or of one cluster's set. The embeddings of
+   * one cluster's load are views valid until the next load (copy them: `ClusterState.restore` does).
+   */
   async loadMembers(centroid?: number): Promise<StoredMember[]> {
-    const where = centroid === undefined ? '' : ` WHERE centroid = ${Math.trunc(centroid)}`;
-    const cols = await this.#columns(`SELECT centroid, id, home, probe, ${RANK_COLUMNS}, embedding, raw_score, raw_max_id FROM members${where}`);
+    // In file order: a cluster's rows lie in one run per checkpoint that touched it.
+    const where = centroid === undefined ? '' : ` WHERE centroid = ${Math.trunc(centroid)} ORDER BY emb_row`;
+    const cols = await this.#columns(`SELECT centroid, id, home, probe, ${RANK_COLUMNS}, emb_row, raw_score, raw_max_id FROM members${where}`);
     if (!cols) return [];
-    const { id, home, probe, embedding: emb, raw_score: raw, raw_max_id: rawMax } = cols;
+    const { id, home, probe, raw_score: raw, raw_max_id: rawMax } = cols;
+    // Views into one buffer per load (rows next to each other in the file are read together).
+    const embeddings = await this.#embeddings.read(cols.emb_row as number[]);
     return id!.map((_, i) => {
-      const bytes = emb![i] as Uint8Array;
-      const embedding = new Float32Array(bytes.byteLength / 4);
-      new Uint8Array(embedding.buffer).set(bytes);
       return {
         centroid: cols.centroid![i] as number,
         rank: rankFieldsAt(cols, i, 'id', ''),
-        embedding,
+        embedding: embeddings[i]!,
         rawScore: raw![i] as number,
         rawMaxId: (rawMax![i] as string | null) ?? null,
         home: home![i] as number,
@@ -252,10 +278,10 @@ export class StateStore {
 
   /**
    * Persist changed members and source positions atomically (`beginCheckpoint`, `appendChanges`,
-   * `commitCheckpoint` in one call). New members are inserted whole; stored members only change
-   * their raw max, so only that is updated (rewriting their embeddings made checkpoints cost
-   * O(state) bytes: most changed members are old ones). Rows go in as DuckDB data chunks (bulk
-   * copies per column, one call per string), appended inside the transaction.
+   * `commitCheckpoint` in one call). New members are inserted whole (their embeddings appended to
+   * the embedding file); stored members only change their raw max, so only that is updated. Rows
+   * go in as DuckDB data chunks (bulk copies per column, one call per string), appended inside the
+   * transaction.
    */
   async checkpoint(changes: MemberChanges, positions: readonly SourcePosition[]): Promise<void> {
     await this.beginCheckpoint();
@@ -282,9 +308,11 @@ export class StateStore {
     const db = this.#store;
     // Appends are synchronous and join the open transaction.
     if (changes.newRanks.length > 0) {
+      // Written by the thread pool meanwhile; durable before the commit that counts the rows.
+      const firstRow = this.#embeddings.append(changes.newEmbeddings);
       const appender = await db.connection.createAppender('members', 'main', db.catalog);
       try {
-        appendNewMembers(appender, changes);
+        appendNewMembers(appender, changes, firstRow);
         appender.flushSync();
       } finally {
         appender.closeSync();
@@ -303,11 +331,17 @@ export class StateStore {
     }
   }
 
-  /** Apply the raw-max updates, record the positions and commit. */
+  /** Apply the raw-max updates, record the positions and the embedding file's length, and commit. */
   async commitCheckpoint(positions: readonly SourcePosition[]): Promise<void> {
+    const log = this.#embeddings;
+    // The embedding rows this transaction counts are on disk before it commits.
+    await log.sync();
     // The rest in one round trip: at a checkpoint every 100 ms each statement's trip through
     // the driver's thread pool is a visible part of the verdict latency.
     const statements: string[] = [];
+    if (log.rows !== log.committedRows) {
+      statements.push('DELETE FROM embedding_file', `INSERT INTO embedding_file VALUES (${log.rowBytes}, ${log.rows})`);
+    }
     if (this.#raisedPending) {
       statements.push('UPDATE members SET raw_score = r.raw_score, raw_max_id = r.raw_max_id FROM temp.main.members_raised r WHERE members.centroid = r.centroid AND members.id = r.id');
       statements.push('DELETE FROM temp.main.members_raised');
@@ -317,18 +351,25 @@ export class StateStore {
     }
     statements.push('COMMIT');
     await this.#store.run(statements.join(';\n'));
+    log.committed();
     this.#raisedPending = false;
   }
 
   /** Roll the open checkpoint back (after a failure; the caller stops). */
   async abortCheckpoint(): Promise<void> {
     await this.#store.run('ROLLBACK').catch(() => {});
+    await this.#embeddings.rollback();
     this.#raisedPending = false;
   }
 
   close(): void {
     this.#store.close();
+    this.#embeddings.closeSync();
   }
+}
+
+function metadataOf(text: string | null): RankFields['metadata'] {
+  return text === null ? {} : JSON.parse(text, bigintRevive);
 }
 
 /** Rank fields of row i: id from column `idColumn`, the rest from `<prefix>cosine_dist_to_cent` etc. */
@@ -338,25 +379,35 @@ function rankFieldsAt(cols: Record<string, unknown[]>, i: number, idColumn: stri
     cosineDistToCent: cols[`${prefix}cosine_dist_to_cent`]![i] as number,
     l2DistToCent: cols[`${prefix}l2_dist_to_cent`]![i] as number,
     hash: cols[`${prefix}rank_hash`]![i] as number,
-    metadata: JSON.parse(cols[`${prefix}metadata`]![i] as string, bigintRevive),
+    // NULL: no metadata fields (written so since the embedding file; older rows hold '{}').
+    metadata: metadataOf(cols[`${prefix}metadata`]![i] as string | null),
   };
 }
 
 /**
- * Create the members table, or migrate a state written before multi-probe (`id` as PRIMARY KEY,
- * one row per clip, no home/probe): every row becomes its clip's own, unprobed entry.
+ * Create the members table, or migrate an older state: one written before multi-probe (`id` as
+ * PRIMARY KEY, one row per clip, no home/probe: every row becomes its clip's own, unprobed entry),
+ * then one with embeddings as BLOBs (they move to the embedding file, in (centroid, id) order).
  */
-async function createOrMigrateMembers(store: Store): Promise<void> {
+async function createOrMigrateMembers(store: Store, embeddings: EmbeddingLog): Promise<void> {
   const catalog = store.catalog ? sqlString(store.catalog) : 'current_database()';
-  const columns = await store.rows(`SELECT column_name FROM duckdb_columns() WHERE database_name = ${catalog} AND schema_name = 'main' AND table_name = 'members'`);
+  const columnsOf = async () => (await store.rows(`SELECT column_name FROM duckdb_columns() WHERE database_name = ${catalog} AND schema_name = 'main' AND table_name = 'members'`)).map((c) => c.column_name as string);
+  let columns = await columnsOf();
   if (columns.length === 0) {
     await store.run(MEMBERS_DDL('members'));
     return;
   }
-  if (columns.some((c) => c.column_name === 'home')) return;
+  if (!columns.includes('home')) {
+    await migrateToMultiProbe(store);
+    columns = await columnsOf();
+  }
+  if (columns.includes('embedding')) await moveEmbeddingsToFile(store, embeddings);
+}
+
+async function migrateToMultiProbe(store: Store): Promise<void> {
   await store.run('BEGIN TRANSACTION');
   try {
-    await store.run(MEMBERS_DDL('members_v2'));
+    await store.run(MEMBERS_WITH_BLOBS_DDL('members_v2'));
     await store.run(`INSERT INTO members_v2 SELECT centroid, id, centroid, NULL, ${RANK_COLUMNS}, embedding, raw_score, raw_max_id FROM members`);
     await store.run('DROP TABLE members');
     await store.run('ALTER TABLE members_v2 RENAME TO members');
@@ -367,11 +418,43 @@ async function createOrMigrateMembers(store: Store): Promise<void> {
   }
 }
 
+/** A state with embeddings as BLOBs: they go to the (empty) embedding file, the rows get `emb_row`. */
+async function moveEmbeddingsToFile(store: Store, embeddings: EmbeddingLog): Promise<void> {
+  invariant(embeddings.committedRows === 0, 'a state with embedding BLOBs already counts rows of an embedding file');
+  await store.run('BEGIN TRANSACTION');
+  try {
+    await store.run(MEMBERS_DDL('members_v3'));
+    await store.run(`INSERT INTO members_v3 SELECT centroid, id, home, probe, ${RANK_COLUMNS}, (row_number() OVER (ORDER BY centroid, id) - 1)::INTEGER, raw_score, raw_max_id FROM members`);
+    const result = await store.connection.stream('SELECT embedding FROM members ORDER BY centroid, id');
+    for await (const rows of result.yieldRowObjectJs()) {
+      embeddings.append(
+        rows.map((r) => {
+          const bytes = r.embedding as Uint8Array;
+          const copy = new Float32Array(bytes.byteLength / 4);
+          new Uint8Array(copy.buffer).set(bytes);
+          return copy;
+        }),
+      );
+      await embeddings.sync();
+    }
+    await store.run('DROP TABLE members');
+    await store.run('ALTER TABLE members_v3 RENAME TO members');
+    await store.run('DELETE FROM embedding_file');
+    if (embeddings.rows > 0) await store.run(`INSERT INTO embedding_file VALUES (${embeddings.rowBytes}, ${embeddings.rows})`);
+    await store.run('COMMIT');
+    embeddings.committed();
+  } catch (err) {
+    await store.run('ROLLBACK').catch(() => {});
+    await embeddings.rollback();
+    throw err;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Data chunks (little-endian hosts only, as the DuckDB Parquet sink)
 
 const T = duckdb.Type;
-const NEW_MEMBER_TYPES = [T.INTEGER, T.VARCHAR, T.INTEGER, T.INTEGER, T.FLOAT, T.FLOAT, T.DOUBLE, T.VARCHAR, T.BLOB, T.FLOAT, T.VARCHAR];
+const NEW_MEMBER_TYPES = [T.INTEGER, T.VARCHAR, T.INTEGER, T.INTEGER, T.FLOAT, T.FLOAT, T.DOUBLE, T.VARCHAR, T.INTEGER, T.FLOAT, T.VARCHAR];
 const RAISED_TYPES = [T.INTEGER, T.VARCHAR, T.FLOAT, T.VARCHAR];
 
 /** Rows [start, end) of `values` into a numeric vector, as one bulk copy. */
@@ -432,7 +515,13 @@ function copyIntsNegativeNull(vector: duckdb.Vector, values: ArrayLike<number>, 
   }
 }
 
-function appendNewMembers(appender: DuckDBAppender, c: MemberChanges): void {
+function hasKeys(o: object): boolean {
+  for (const _ in o) return true;
+  return false;
+}
+
+/** New members; their embeddings are rows `firstRow`, `firstRow` + 1, … of the embedding file. */
+function appendNewMembers(appender: DuckDBAppender, c: MemberChanges, firstRow: number): void {
   const ranks = c.newRanks;
   const ids = ranks.map((r) => r.id);
   appendChunks(appender, NEW_MEMBER_TYPES, ranks.length, (vector, start, end) => {
@@ -443,23 +532,22 @@ function appendNewMembers(appender: DuckDBAppender, c: MemberChanges): void {
     const cos = new Float32Array(end - start);
     const l2 = new Float32Array(end - start);
     const hash = new Float64Array(end - start);
-    const meta: string[] = new Array(end - start);
+    // Most states rank without metadata: NULL rather than 50k '{}' strings per checkpoint.
+    const meta: (string | null)[] = new Array(end - start);
     for (let i = start; i < end; i++) {
       const r = ranks[i]!;
       cos[i - start] = r.cosineDistToCent;
       l2[i - start] = r.l2DistToCent;
       hash[i - start] = r.hash;
-      meta[i - start] = JSON.stringify(r.metadata, bigintSafe);
+      meta[i - start] = hasKeys(r.metadata) ? JSON.stringify(r.metadata, bigintSafe) : null;
     }
     duckdb.copy_data_to_vector(vector(4), 0, cos.buffer, 0, cos.byteLength);
     duckdb.copy_data_to_vector(vector(5), 0, l2.buffer, 0, l2.byteLength);
     duckdb.copy_data_to_vector(vector(6), 0, hash.buffer, 0, hash.byteLength);
     copyStrings(vector(7), meta, 0, end - start);
-    const emb = vector(8);
-    for (let i = start; i < end; i++) {
-      const e = c.newEmbeddings[i]!;
-      duckdb.vector_assign_string_element_len(emb, i - start, new Uint8Array(e.buffer, e.byteOffset, e.byteLength));
-    }
+    const rows = new Int32Array(end - start);
+    for (let i = start; i < end; i++) rows[i - start] = firstRow + i;
+    duckdb.copy_data_to_vector(vector(8), 0, rows.buffer, 0, rows.byteLength);
     copyNumbers(vector(9), c.newRawScore, start, end, Float32Array);
     copyStrings(vector(10), c.newRawMaxId, start, end);
   });

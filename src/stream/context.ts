@@ -4,8 +4,7 @@ import type { StreamRunnableContext } from '../runtime/stream-runner.js';
 import type { StreamConfig } from '../shared/stream-config.js';
 import type { DeadLetter, DeadLetterWriter, KafkaSink } from '../sinks/kafka/index.js';
 import type { KafkaClient, KafkaCommitPosition, KafkaDecodeOptions, KafkaSource } from '../sources/kafka/index.js';
-import type { DedupEngine } from '../state/dedup-engine.js';
-import type { Verdict } from '../state/cluster-state.js';
+import type { DedupEngine, PendingCheckpoint } from '../state/dedup-engine.js';
 import type { ValidationState } from '../validate/index.js';
 
 /** Counters of one `semdedup stream` run, for the summary and the logs. */
@@ -45,6 +44,21 @@ export interface StreamContext extends RunnableContext, StreamRunnableContext {
   pendingDeadLetters: DeadLetter[];
   /** Next offset to commit per partition, once the checkpoint is durable. */
   readonly pendingCommits: Map<number, KafkaCommitPosition>;
-  /** Verdicts from the state checkpoint, for the publish step. */
-  checkpointVerdicts: Verdict[];
+  /**
+   * Checkpoints cut and not yet committed, oldest first: the durable steps work on the first
+   * (the runner runs them one checkpoint after the other) and the commit step removes it.
+   */
+  readonly cuts: CheckpointCut[];
+}
+
+/** A checkpoint between its cut and its offset commit (`topologies/stream.ts`). */
+export interface CheckpointCut {
+  /** performance.now() at the cut. */
+  readonly startedAt: number;
+  /** The state's write and the verdicts to publish after it. */
+  readonly pending: PendingCheckpoint;
+  /** Refused rows to dead-letter before the state's write. */
+  readonly deadLetters: readonly DeadLetter[];
+  /** Offsets to commit once the verdicts are out. */
+  readonly commits: readonly KafkaCommitPosition[];
 }

@@ -112,13 +112,17 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
       lag: new Map(),
       pendingDeadLetters: [],
       pendingCommits: new Map(),
-      checkpointVerdicts: [],
+      cuts: [],
     };
     hooks.onStarted?.({ metricsUrl: server?.url ?? null });
     const consumeStarted = performance.now();
     let stopped: StreamStopReason;
     try {
-      stopped = await runStreamTopology(streamTopology, ctx, source.batches(), logger, streamRunOptions(config, hooks.signal, source, metrics));
+      stopped = await runStreamTopology(streamTopology, ctx, source.batches(), logger, {
+        ...streamRunOptions(config, hooks.signal, source, metrics),
+        // Checkpoints cut but never to be written must not hold up reads of the state.
+        onDurableFailure: () => engine.abandonPendingCheckpoints(),
+      });
     } catch (err) {
       healthy = false;
       throw err;

@@ -1,7 +1,9 @@
 /**
  * The steps of the stream topology (`topologies/stream.ts`). Per batch: skip what the state
- * already holds → decode → validate → normalize → buffer. Per checkpoint: dead letters →
- * state → verdicts → offsets, each durable before the next, so a crash anywhere loses nothing:
+ * already holds → decode → validate → normalize → buffer. Per checkpoint: the cut (kernel flush,
+ * what to make durable set aside), then in the background while the next batches come in: dead
+ * letters → state → verdicts → offsets, each durable before the next, so a crash anywhere loses
+ * nothing:
  * - before the state checkpoint: the records are read again (not committed, not in the state);
  * - between the state checkpoint and the commit: the state's positions make the re-read skip
  *   them, and `republishAfterCrash` re-sends every duplicate verdict (the topic is a keyed
@@ -150,24 +152,57 @@ export async function writeDeadLetters(ctx: DeadLetterStepContext & { pendingDea
   ctx.pendingDeadLetters = [];
 }
 
-/** Kernel flush of every buffer, then members and positions persisted in one transaction. */
-export async function checkpointState(ctx: StreamContext, log: Logger): Promise<void> {
-  const started = performance.now();
-  ctx.checkpointVerdicts = await ctx.engine.checkpoint();
-  const seconds = (performance.now() - started) / 1000;
-  ctx.metrics.flushLatency.observe(seconds);
-  log.debug({ seconds, verdicts: ctx.checkpointVerdicts.length, stateSize: ctx.engine.size }, 'state checkpointed');
+/**
+ * Kernel flush of every buffer; what the checkpoint makes durable is set aside for the durable
+ * steps (changed members and positions, verdicts, dead letters, offsets), which run while the
+ * next batches are taken in.
+ */
+export async function cutCheckpoint(ctx: StreamContext, log: Logger): Promise<void> {
+  const startedAt = performance.now();
+  const pending = await ctx.engine.cutCheckpoint();
+  ctx.cuts.push({ startedAt, pending, deadLetters: ctx.pendingDeadLetters, commits: [...ctx.pendingCommits.values()] });
+  ctx.pendingDeadLetters = [];
+  ctx.pendingCommits.clear();
+  ctx.pendingRows = 0;
+  ctx.pendingSince = null;
+  ctx.metrics.bufferedRows.set(0);
+  log.debug({ seconds: (performance.now() - startedAt) / 1000, verdicts: pending.verdicts.length, stateSize: ctx.engine.size }, 'checkpoint cut');
 }
 
-/** Changed duplicate verdicts to the output topic; resolves when acknowledged. */
+/** The cut's refused rows to the dead-letter topic, acknowledged before the state moves past them. */
+export async function writeCutDeadLetters(ctx: StreamContext, log: Logger): Promise<void> {
+  const cut = ctx.cuts[0]!;
+  if (cut.deadLetters.length === 0) return;
+  await writeDeadLetterBatch(ctx, cut.deadLetters, log);
+}
+
+/** The cut's members and positions persisted in one transaction. */
+export async function persistState(ctx: StreamContext, log: Logger): Promise<void> {
+  const cut = ctx.cuts[0]!;
+  await cut.pending.persist();
+  const seconds = (performance.now() - cut.startedAt) / 1000;
+  ctx.metrics.flushLatency.observe(seconds);
+  log.debug({ seconds, verdicts: cut.pending.verdicts.length, stateSize: ctx.engine.size }, 'state checkpointed');
+}
+
+/** The cut's changed duplicate verdicts to the output topic; resolves when acknowledged. */
 export async function publishVerdicts(ctx: StreamContext, log: Logger): Promise<void> {
-  const verdicts = ctx.checkpointVerdicts;
-  ctx.checkpointVerdicts = [];
+  const verdicts = ctx.cuts[0]!.pending.verdicts;
   if (verdicts.length === 0) return;
   await ctx.sink.send(ctx.config.outputTopic, verdicts.map((v) => verdictMessage(v, ctx.config.idType)));
   ctx.metrics.verdictsOut.inc(verdicts.length);
   ctx.totals.verdictsOut += verdicts.length;
   log.debug({ topic: ctx.config.outputTopic, count: verdicts.length }, 'verdicts published');
+}
+
+/** The cut's consumed offsets: everything before them is durable in the state and the topics. */
+export async function commitCutOffsets(ctx: StreamContext, log: Logger): Promise<void> {
+  const { commits } = ctx.cuts[0]!;
+  if (commits.length > 0) await ctx.source.commit(commits);
+  ctx.cuts.shift();
+  ctx.totals.checkpoints++;
+  ctx.metrics.checkpoints.inc();
+  log.debug({ positions: commits.map((p) => `${p.partition}@${p.offset}`) }, 'offsets committed');
 }
 
 /** What committing the noted offsets needs; the stream and router contexts have it. */

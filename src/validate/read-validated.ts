@@ -1,7 +1,7 @@
 import { concatMap, defaultIfEmpty, lastValueFrom, Subject } from 'rxjs';
 import { readRawBatches, type InputSchema } from '../sources/index.js';
 import type { ClipBatch, RawClipBatch } from '../shared/types.js';
-import { normalizeEmbeddings, validateRawBatch, type RejectedClip, type ValidationState } from './index.js';
+import { validateRawBatch, type RejectedClip, type ValidationState } from './index.js';
 
 export interface ReadValidatedOptions {
   readonly idField: string;
@@ -12,6 +12,12 @@ export interface ReadValidatedOptions {
   readonly reader?: 'duckdb' | 'parquet-wasm';
   /** Normalize embeddings to unit length (default true). False for data a run already normalized. */
   readonly normalize?: boolean;
+  /**
+   * Where the valid rows of a batch of `rows` rows should be written (room for `rows` × `dim`
+   * floats), or null for a fresh array; `dim` is undefined until the first valid row fixed it.
+   * Lets the batch ingest fill its embedding store directly instead of copying each batch.
+   */
+  readonly destination?: (rows: number, dim: number | undefined) => Promise<Float32Array | null>;
 }
 
 /**
@@ -32,14 +38,13 @@ export async function forEachValidBatch(
     readRawBatches(files, { ...options, demand, initialDemand: 2 }).pipe(
       concatMap(async (raw) => {
         onRaw?.(raw);
-        // Each decoded batch is fresh memory, so valid rows are normalized in place.
-        const { ok, rejected: refused } = validateRawBatch(raw, state, { ownsValues: true });
+        // Each decoded batch is fresh memory, so valid rows are normalized in place (or written
+        // normalized to the destination). Re-normalizing a float32 unit vector can move its last
+        // bits: skipped when asked.
+        const into = (await options.destination?.(raw.ids.length, state.dim)) ?? undefined;
+        const { ok, rejected: refused } = validateRawBatch(raw, state, { ownsValues: true, normalize: options.normalize !== false, into });
         rejected.push(...refused);
-        if (ok.ids.length > 0) {
-          // Re-normalizing a float32 unit vector can move its last bits: skip it when asked.
-          if (options.normalize !== false) normalizeEmbeddings(ok.embeddings, ok.dim);
-          await onBatch(ok);
-        }
+        if (ok.ids.length > 0) await onBatch(ok);
         demand.next();
       }),
       defaultIfEmpty(undefined),

@@ -87,4 +87,103 @@ describe('runStreamTopology', () => {
   it('refuses duplicate step ids', () => {
     expect(() => defineStreamTopology<Ctx, number>('x', { start: [step('a', async () => {})], perBatch: pipeline<Ctx, number>().then('a', (x) => x), checkpoint: [] })).toThrow(/duplicate step id a/);
   });
+
+  it('runs durable steps in the background (one checkpoint in flight), in order, and waits for the last', async () => {
+    interface DurableCtx extends Ctx {
+      cut: number | null;
+    }
+    const withDurable = defineStreamTopology<DurableCtx, number>('durable', {
+      start: [],
+      perBatch: pipeline<DurableCtx, number>().then('take', (rows, ctx) => {
+        ctx.pendingSince ??= performance.now();
+        ctx.pendingRows += rows;
+        ctx.events.push(`batch ${rows}`);
+        return null;
+      }),
+      checkpoint: [
+        step('cut', async (ctx) => {
+          ctx.events.push(`cut ${ctx.pendingRows}`);
+          ctx.cut = ctx.pendingRows;
+          ctx.pendingRows = 0;
+          ctx.pendingSince = null;
+        }),
+      ],
+      durable: [
+        step('write', async (ctx) => {
+          await sleep(30);
+          ctx.events.push(`write ${ctx.cut}`);
+        }),
+        step('commit', async (ctx) => {
+          ctx.events.push(`commit ${ctx.cut}`);
+          ctx.cut = null;
+        }),
+      ],
+    });
+    const ctx: DurableCtx = { ...newCtx(), cut: null };
+    await runStreamTopology(withDurable, ctx, source([20, 1, 2, 20, 3]), silentLogger(), { ...opts, flushMaxMs: 60_000, durableInFlight: 1 });
+    // Batches 1 and 2 are taken while the first write runs; the second cut waits for its commit.
+    expect(ctx.events).toEqual(['batch 20', 'cut 20', 'batch 1', 'batch 2', 'batch 20', 'write 20', 'commit 20', 'cut 23', 'batch 3', 'write 23', 'commit 23', 'cut 3', 'write 3', 'commit 3']);
+    expect(Object.keys(ctx.timings).sort()).toEqual(['commit', 'cut', 'take', 'wait-durable', 'write']);
+  });
+
+  it('with two checkpoints in flight, runs their durable steps one checkpoint after the other', async () => {
+    interface QueueCtx extends Ctx {
+      cuts: number[];
+    }
+    const queued = defineStreamTopology<QueueCtx, number>('queued', {
+      start: [],
+      perBatch: pipeline<QueueCtx, number>().then('take', (rows, ctx) => {
+        ctx.pendingSince ??= performance.now();
+        ctx.pendingRows += rows;
+        ctx.events.push(`batch ${rows}`);
+        return null;
+      }),
+      checkpoint: [
+        step('cut', async (ctx) => {
+          ctx.events.push(`cut ${ctx.pendingRows}`);
+          ctx.cuts.push(ctx.pendingRows);
+          ctx.pendingRows = 0;
+          ctx.pendingSince = null;
+        }),
+      ],
+      durable: [
+        step('write', async (ctx) => {
+          ctx.events.push(`write ${ctx.cuts[0]} start`);
+          await sleep(40);
+          ctx.events.push(`write ${ctx.cuts[0]} end`);
+        }),
+        step('commit', async (ctx) => void ctx.events.push(`commit ${ctx.cuts.shift()}`)),
+      ],
+    });
+    const ctx: QueueCtx = { ...newCtx(), cuts: [] };
+    await runStreamTopology(queued, ctx, source([20, 21, 22, 1]), silentLogger(), { ...opts, flushMaxMs: 60_000 });
+    const writes = ctx.events.filter((e) => e.startsWith('write') || e.startsWith('commit'));
+    expect(writes).toEqual(['write 20 start', 'write 20 end', 'commit 20', 'write 21 start', 'write 21 end', 'commit 21', 'write 22 start', 'write 22 end', 'commit 22', 'write 1 start', 'write 1 end', 'commit 1']);
+    // The second cut did not wait for the first write; the third waited for it (two in flight).
+    expect(ctx.events.indexOf('cut 21')).toBeLessThan(ctx.events.indexOf('write 20 end'));
+    expect(ctx.events.indexOf('cut 22')).toBeGreaterThan(ctx.events.indexOf('commit 20'));
+  });
+
+  it('stops with the error of a failed durable step', async () => {
+    const failing = defineStreamTopology<Ctx, number>('failing', {
+      start: [],
+      perBatch: pipeline<Ctx, number>().then('take', (rows, ctx) => {
+        ctx.pendingSince ??= performance.now();
+        ctx.pendingRows += rows;
+        return null;
+      }),
+      checkpoint: [
+        step('cut', async (ctx) => {
+          ctx.pendingRows = 0;
+          ctx.pendingSince = null;
+        }),
+      ],
+      durable: [
+        step('write', async () => {
+          throw new Error('disk full');
+        }),
+      ],
+    });
+    await expect(runStreamTopology(failing, newCtx(), source([20, 'wait 20', 1, 1]), silentLogger(), { ...opts, flushMaxMs: 60_000 })).rejects.toThrow('disk full');
+  });
 });

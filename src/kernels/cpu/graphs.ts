@@ -157,19 +157,14 @@ export function nearestCentroidModel(): Uint8Array {
 }
 
 /**
- * nearestCentroidSums: nearestCentroid without the per-call pass for ‖x‖² (given as `x_norm2`,
- * computed once per k-means fit), plus the k × d sums of the rows assigned to each centroid by a
- * ScatterND add, which costs one more streaming pass over x instead of a one-hot GEMM (k× the
- * FLOPs) or a JS loop (measured 50k × 768, k = 50, 2 threads: assignment 31 ms, + sums 6 ms; a
- * one-hot Gemm 40 ms, the JS float64 loop 55–65 ms).
+ * nearestCentroidSums, first half: nearestCentroid without the per-call pass for ‖x‖² (given as
+ * `x_norm2`, computed once per k-means fit). The k × d sums of the rows assigned to each centroid
+ * are the second half, `scatterAddRowsModel`, run in a single-threaded session (see there).
  */
 export function nearestCentroidSumsModel(): Uint8Array {
   const graph: OnnxGraph = {
     name: 'nearest_centroid_sums',
-    initializers: [
-      { name: 'zero', elemType: F, dims: [], values: [0] },
-      { name: 'axis1', elemType: OnnxType.INT64, dims: [1], values: [1] },
-    ],
+    initializers: [{ name: 'zero', elemType: F, dims: [], values: [0] }],
     inputs: [
       { name: 'x', elemType: F, dims: ['n', 'd'] },
       { name: 'centroids', elemType: F, dims: ['k', 'd'] },
@@ -178,7 +173,6 @@ export function nearestCentroidSumsModel(): Uint8Array {
     outputs: [
       { name: 'index', elemType: OnnxType.INT32, dims: ['n'] },
       { name: 'dist2', elemType: F, dims: ['n'] },
-      { name: 'sums', elemType: F, dims: ['k', 'd'] },
     ],
     nodes: [
       { op: 'ReduceSumSquare', inputs: ['centroids'], outputs: ['c_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
@@ -198,8 +192,32 @@ export function nearestCentroidSumsModel(): Uint8Array {
       { op: 'ReduceMin', inputs: ['partial'], outputs: ['partial_min'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
       { op: 'Add', inputs: ['partial_min', 'x_norm2'], outputs: ['dist2_raw'] },
       { op: 'Max', inputs: ['dist2_raw', 'zero'], outputs: ['dist2'] },
-      // sums[index[i]] += x[i], rows in order (ORT's CPU ScatterND reduces sequentially: deterministic).
-      { op: 'Mul', inputs: ['centroids', 'zero'], outputs: ['zeros'] },
+    ],
+  };
+  return encodeModel(graph);
+}
+
+/**
+ * sums[index[i]] += x[i] over the rows of x (ScatterND add into `zeros`, k × d), which costs one
+ * streaming pass over x instead of a one-hot GEMM (k× the FLOPs) or a JS loop (measured 50k × 768,
+ * k = 50: assignment 31 ms, + sums 6 ms; a one-hot Gemm 40 ms, the JS float64 loop 55–65 ms).
+ * Must run in a session with ONE intra-op thread: with more, ORT's CPU ScatterND splits the rows
+ * across threads that add into the same output rows unsynchronized — lost updates (sums off by
+ * whole rows) that change from call to call, so k-means fits differed between processes.
+ * Single-threaded it adds the rows in order: the same bytes every time.
+ */
+export function scatterAddRowsModel(): Uint8Array {
+  const graph: OnnxGraph = {
+    name: 'scatter_add_rows',
+    initializers: [{ name: 'axis1', elemType: OnnxType.INT64, dims: [1], values: [1] }],
+    inputs: [
+      { name: 'zeros', elemType: F, dims: ['k', 'd'] },
+      { name: 'index', elemType: OnnxType.INT32, dims: ['n'] },
+      { name: 'x', elemType: F, dims: ['n', 'd'] },
+    ],
+    outputs: [{ name: 'sums', elemType: F, dims: ['k', 'd'] }],
+    nodes: [
+      { op: 'Cast', inputs: ['index'], outputs: ['index_i64'], attributes: { to: attr.int(OnnxType.INT64) } },
       { op: 'Unsqueeze', inputs: ['index_i64', 'axis1'], outputs: ['index_col'] },
       { op: 'ScatterND', inputs: ['zeros', 'index_col', 'x'], outputs: ['sums'], attributes: { reduction: attr.string('add') } },
     ],

@@ -3,7 +3,7 @@ import { InputError } from '../../shared/errors.js';
 import { preferFirstIdentical } from '../first-identical-row.js';
 import { createCpuCrossRankedMax } from './cross.js';
 import type { NearestCentroidResult, NearestCentroidSumsResult, RankedMaxInput, RankedMaxResult, SimilarityKernel } from '../types.js';
-import { OPEN_BLOCK, nearestCentroidModel, nearestCentroidSumsModel, rankedMaxMaskedModel, rankedMaxOpenModel, rowDotsModel } from './graphs.js';
+import { OPEN_BLOCK, nearestCentroidModel, nearestCentroidSumsModel, rankedMaxMaskedModel, rankedMaxOpenModel, rowDotsModel, scatterAddRowsModel } from './graphs.js';
 
 export interface CpuKernelOptions {
   /** ONNX Runtime intra-op threads (MLAS GEMM and reductions). Default 2. */
@@ -30,13 +30,14 @@ export interface CpuKernelOptions {
   readonly onGemm?: (rows: number, columns: number, dim: number) => void;
 }
 
-type GraphName = 'rankedMaxOpen' | 'rankedMaxMasked' | 'nearestCentroid' | 'nearestCentroidSums' | 'rowDots';
+type GraphName = 'rankedMaxOpen' | 'rankedMaxMasked' | 'nearestCentroid' | 'nearestCentroidSums' | 'scatterAddRows' | 'rowDots';
 
 const GRAPHS: Record<GraphName, () => Uint8Array> = {
   rankedMaxOpen: rankedMaxOpenModel,
   rankedMaxMasked: rankedMaxMaskedModel,
   nearestCentroid: nearestCentroidModel,
   nearestCentroidSums: nearestCentroidSumsModel,
+  scatterAddRows: scatterAddRowsModel,
   rowDots: rowDotsModel,
 };
 
@@ -80,11 +81,13 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     logSeverityLevel: 3,
     extra: { session: { intra_op: { allow_spinning: options.spinThreads ? '1' : '0' } } },
   };
+  // ScatterND add races with more than one intra-op thread (graphs.ts, scatterAddRowsModel).
+  const singleThreaded: ReadonlySet<GraphName> = new Set(['scatterAddRows']);
   const sessions = new Map<GraphName, Promise<ort.InferenceSession>>();
   const session = (name: GraphName): Promise<ort.InferenceSession> => {
     let s = sessions.get(name);
     if (!s) {
-      s = ort.InferenceSession.create(GRAPHS[name](), sessionOptions);
+      s = ort.InferenceSession.create(GRAPHS[name](), singleThreaded.has(name) ? { ...sessionOptions, intraOpNumThreads: 1 } : sessionOptions);
       sessions.set(name, s);
     }
     return s;
@@ -215,19 +218,24 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     const sums = new Float32Array(k * dim);
     if (n === 0) return { index, dist2, sums };
     const s = await session('nearestCentroidSums');
+    const scatter = await session('scatterAddRows');
     const centroidTensor = f32(centroids.subarray(0, k * dim), k, dim);
+    const zeros = f32(new Float32Array(k * dim), k, dim);
     const blockRows = Math.max(1, Math.floor(maxMatrixElements / k));
     for (let start = 0; start < n; start += blockRows) {
       const end = Math.min(n, start + blockRows);
+      const xTensor = f32(x.subarray(start * dim, end * dim), end - start, dim);
       const out = await s.run({
-        x: f32(x.subarray(start * dim, end * dim), end - start, dim),
+        x: xTensor,
         centroids: centroidTensor,
         x_norm2: new ort.Tensor('float32', rowNorm2.subarray(start, end), [end - start]),
       });
       onGemm(end - start, k, dim);
-      index.set(out.index!.data as Int32Array, start);
+      const blockIndex = out.index!.data as Int32Array;
+      index.set(blockIndex, start);
       dist2.set(out.dist2!.data as Float32Array, start);
-      const part = out.sums!.data as Float32Array;
+      const { sums: partSums } = await scatter.run({ zeros, index: new ort.Tensor('int32', blockIndex, [end - start]), x: xTensor });
+      const part = partSums!.data as Float32Array;
       if (start === 0) sums.set(part);
       else for (let i = 0; i < part.length; i++) sums[i] = Math.fround(sums[i]! + part[i]!);
     }

@@ -11,7 +11,7 @@
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import * as pw from 'parquet-wasm';
+import type * as pw from 'parquet-wasm';
 import {
   Bool,
   DataType,
@@ -34,6 +34,7 @@ import {
 } from 'apache-arrow';
 import type { Data, Vector } from 'apache-arrow';
 import { InvariantError } from '../../shared/errors.js';
+import { loadParquetWasm } from '../../shared/parquet-wasm.js';
 import type { MetadataValue } from '../../shared/types.js';
 
 export type ColumnType =
@@ -124,6 +125,7 @@ interface QueuedBatches {
 export async function openParquetWriter(filePath: string, options: ParquetWriteOptions = {}): Promise<ParquetWriter> {
   const rowGroupRows = options.rowGroupRows ?? DEFAULT_ROW_GROUP_ROWS;
   if (!(rowGroupRows > 0)) throw new InvariantError(`rowGroupRows must be positive, got ${rowGroupRows}`);
+  const pw = await loadParquetWasm();
   const tmp = `${filePath}.tmp-${process.pid}`;
   await mkdir(path.dirname(filePath), { recursive: true });
   const fh: FileHandle = await open(tmp, 'w');
@@ -160,7 +162,7 @@ export async function openParquetWriter(filePath: string, options: ParquetWriteO
   let failure: unknown;
   let pumpFailed!: Promise<never>;
   const pump = (async () => {
-    const output = await pw.transformParquetStream(input, writerProperties(options.compression ?? 'snappy', rowGroupRows));
+    const output = await pw.transformParquetStream(input, writerProperties(pw, options.compression ?? 'snappy', rowGroupRows));
     for await (const chunk of output as unknown as AsyncIterable<Uint8Array>) {
       await fh.write(chunk);
       bytes += chunk.byteLength;
@@ -271,7 +273,7 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function writerProperties(compression: ParquetCompression, rowGroupRows: number): pw.WriterProperties {
+function writerProperties(pw: Awaited<ReturnType<typeof loadParquetWasm>>, compression: ParquetCompression, rowGroupRows: number): pw.WriterProperties {
   const codec =
     compression === 'zstd' ? pw.Compression.ZSTD : compression === 'snappy' ? pw.Compression.SNAPPY : pw.Compression.UNCOMPRESSED;
   return new pw.WriterPropertiesBuilder()

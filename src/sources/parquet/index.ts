@@ -8,10 +8,11 @@
  * out near 2 GB, so the whole file must never be copied into it; the stream decodes at most
  * `batchRows` rows of one row group at a time and only when the consumer pulls.
  */
-import * as pw from 'parquet-wasm';
+import type * as pw from 'parquet-wasm';
 import { DataType, Precision, tableFromIPC } from 'apache-arrow';
 import type { Data, Field, RecordBatch, Schema, Vector } from 'apache-arrow';
 import { InputError, SemdedupError } from '../../shared/errors.js';
+import { loadParquetWasm } from '../../shared/parquet-wasm.js';
 import { storageFor, type LazyBlob, type StorageOptions } from '../../storage/index.js';
 import type { BatchOrigin, IdType, MetadataValue, RawClipBatch } from '../../shared/types.js';
 import type { FileInspection, InputFieldOptions } from '../index.js';
@@ -69,7 +70,8 @@ export async function openParquetFile(file: string, storage?: StorageOptions): P
   let pf: pw.ParquetFile;
   try {
     // parquet-wasm uses only `size` and `slice(a, b).arrayBuffer()` of the Blob it is given.
-    pf = await Promise.race([pw.ParquetFile.fromFile(guarded as Blob), failure]);
+    const { ParquetFile } = await loadParquetWasm();
+    pf = await Promise.race([ParquetFile.fromFile(guarded as Blob), failure]);
   } catch (cause) {
     if (cause instanceof SemdedupError) throw cause;
     throw new InputError(`input file ${file} is not a readable Parquet file (${errorText(cause)})`, {
