@@ -38,9 +38,13 @@ describe.skipIf(brokers.length === 0)('semdedup stream and produce as processes'
     try {
       const url = `http://127.0.0.1:${port}`;
       // Running without --stop-at-end: wait until it has taken every clip in.
+      let last = '';
       const metrics = await waitFor('all clips in', async () => {
-        const text = await (await fetch(`${url}/metrics`)).text();
-        return /^clips_in_total\{format="arrow"\} 300$/m.test(text) ? text : undefined;
+        last = await (await fetch(`${url}/metrics`)).text();
+        return /^clips_in_total\{format="arrow"\} 300$/m.test(last) ? last : undefined;
+      }).catch((err: Error) => {
+        const seen = last.split('\n').filter((l) => /^(clips_in_total|consumer_lag|buffered_rows|paused)/.test(l));
+        throw new Error(`${err.message}\nmetrics: ${seen.join('; ')}\nstream log tail:\n${streamed.lines.slice(-15).join('\n')}`);
       });
       for (const name of ['verdicts_out_total', 'consumer_lag', 'flush_latency_seconds_bucket', 'buffered_rows', 'dead_letter_total']) expect(metrics).toContain(name);
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
