@@ -1,11 +1,12 @@
 import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
 import { join } from 'node:path';
 import * as arrow from 'apache-arrow';
 import { EmbeddingSpill } from '../buffer/embedding-spill.js';
 import { rankHash } from '../rank/index.js';
 import type { Logger } from '../runtime/logging.js';
 import { InputError } from '../shared/errors.js';
-import { readInputSchema, resolveInputFiles } from '../sources/index.js';
+import { readInputSchemaFor, resolveInputFiles } from '../sources/index.js';
 import { writeParquetFile } from '../sinks/parquet/index.js';
 import { writeParquetFast } from '../sinks/plain-parquet.js';
 import { createValidationState, type RejectedClip } from '../validate/index.js';
@@ -26,7 +27,9 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
   ctx.files = await resolveInputFiles(config.input, config.storageOptions);
   log.info({ files: ctx.files.length }, 'reading inputs');
   const fieldOptions = { idField: config.idField, embeddingField: config.embeddingField, metadataFields: config.metadataFields, storage: config.storageOptions };
-  const schema = await readInputSchema(ctx.files, fieldOptions);
+  // The run's database is open and idle while inputs are read: DuckDB checks and decodes on it.
+  const connection = ctx.store?.connection;
+  const schema = await readInputSchemaFor(ctx.files, { ...fieldOptions, reader: config.reader, connection });
   ctx.idType = schema.idType;
   ctx.metadataTypes = { ...schema.metadataTypes };
   const rowsDir = join(ctx.workDir, 'rows');
@@ -42,6 +45,7 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
       expectedRows: schema.rows,
       budgetBytes: config.memoryBudgetMb * 1024 * 1024,
     }));
+  const restoreThreads = await raiseReadThreads(ctx);
   const rejected = await forEachValidBatch(
     ctx.files,
     {
@@ -49,6 +53,9 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
       batchRows: config.batchRows,
       schema,
       reader: config.reader,
+      // onBatch copies the rows into the store (or they were written there): buffers reusable.
+      reuseValues: true,
+      connection,
       // Valid rows are normalized straight into the in-memory store (no copy per batch).
       destination: async (n, dim) => (dim === undefined ? null : (await openSpill(dim)).nextRows(n)),
     },
@@ -72,7 +79,10 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
       ctx.dim = ok.dim;
     },
     (raw) => ctx.progress.increment(schema.rows !== undefined ? raw.ids.length : 0),
-  ).finally(() => ctx.progress.stop());
+  ).finally(async () => {
+    ctx.progress.stop();
+    await restoreThreads();
+  });
   const finished = spill as EmbeddingSpill | null;
   if (finished) {
     ctx.embeddings = await finished.finish();
@@ -83,6 +93,22 @@ export async function ingestInputs(ctx: BatchContext, log: Logger): Promise<void
   await reportRejected(rejected, ctx.stagingDir, log);
   if (rows === 0) throw noValidRows(rejected);
   log.info({ rows, rejected: rejected.length, dim: ctx.dim }, 'inputs read');
+}
+
+/**
+ * Raise the run database's DuckDB threads to the machine's parallelism for reading the inputs
+ * (as the DuckDB source's private database had); returns what restores them.
+ */
+async function raiseReadThreads(ctx: BatchContext): Promise<() => Promise<void>> {
+  const store = ctx.store;
+  const nothing = async (): Promise<void> => undefined;
+  if (!store || ctx.config.reader !== 'duckdb') return nothing;
+  const want = Math.max(1, os.availableParallelism());
+  const [row] = await store.rows("SELECT current_setting('threads') AS threads");
+  const had = Number(row?.threads);
+  if (!(had < want)) return nothing;
+  await store.run(`SET threads = ${want}`);
+  return async () => store.run(`SET threads = ${had}`);
 }
 
 /** Write rejected/ when rows were refused and log what kinds of problems they had. */

@@ -75,6 +75,12 @@ export interface RawClipBatch {
    * valid JSON), or null. Validation must refuse a row whose entry is non-null, with that reason.
    */
   readonly rowErrors?: readonly (string | null)[];
+  /**
+   * Optional: hand `values` back to the reader for a later batch. Set only when the reader was
+   * asked to reuse its buffers (`reuseValues`); the consumer calls it once it no longer reads
+   * `values` or anything viewing them.
+   */
+  readonly release?: () => void;
 }
 
 /** Column names and metadata Arrow types of an input, fixed by its first file. */

@@ -9,12 +9,13 @@
  */
 import path from 'node:path';
 import { Observable } from 'rxjs';
-import { DataType, Float64 } from 'apache-arrow';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { DataType, Float64, tableFromIPC, type Schema } from 'apache-arrow';
 import { InputError } from '../shared/errors.js';
 import { isRemotePath, storageFor, type StorageOptions } from '../storage/index.js';
 import { compareStrings, hasGlob } from '../storage/glob.js';
 import type { IdType, InputSchemaInfo, RawClipBatch } from '../shared/types.js';
-import { inspectParquetFile, iterateParquetFile } from './parquet/index.js';
+import { checkInputColumns, inspectParquetFile, iterateParquetFile } from './parquet/index.js';
 import { inspectJsonlFile, iterateJsonlFile } from './jsonl/index.js';
 import { iterateDuckDbRawBatches } from './duckdb/index.js';
 
@@ -67,6 +68,16 @@ export interface ReadRawBatchesOptions extends ReadInputSchemaOptions {
    * Parquet inputs always use parquet-wasm.
    */
   readonly reader?: 'duckdb' | 'parquet-wasm';
+  /**
+   * Let the DuckDB reader reuse the embedding buffers of batches the consumer `release`d
+   * (`RawClipBatch.release`) instead of allocating fresh ones. Other readers ignore it.
+   */
+  readonly reuseValues?: boolean;
+  /**
+   * DuckDB reader: run its queries on this connection instead of a private in-memory database
+   * (saves opening and closing one). Same conditions as `DuckDbSourceOptions.connection`.
+   */
+  readonly connection?: DuckDBConnection;
 }
 
 /** Per-file facts gathered before reading (internal to sources; exported for the format modules). */
@@ -232,6 +243,76 @@ export async function readInputSchema(files: readonly string[], options: ReadInp
     ...(dim !== undefined ? { dim } : {}),
     ...(rows !== undefined ? { rows } : {}),
   };
+}
+
+/**
+ * `readInputSchema`, asked of DuckDB first when DuckDB will read the input anyway (`reader:
+ * 'duckdb'` with a connection, local Parquet files, no expected dimension): the same schema
+ * without loading parquet-wasm for the footers. Only for the plain case `footerSchemaWithDuckDb`
+ * settles exactly; every other case, problems included, goes to `readInputSchema`.
+ */
+export async function readInputSchemaFor(
+  files: readonly string[],
+  options: ReadInputSchemaOptions & Pick<ReadRawBatchesOptions, 'reader' | 'connection'>,
+): Promise<InputSchema> {
+  const { connection } = options;
+  if (
+    options.reader === 'duckdb' &&
+    connection &&
+    options.dim === undefined &&
+    files.length > 0 &&
+    files.every((f) => inputFormatOf(f) === 'parquet' && !isRemotePath(f))
+  ) {
+    const schema = await footerSchemaWithDuckDb(files, options, connection);
+    if (schema) return schema;
+  }
+  return readInputSchema(files, options);
+}
+
+/**
+ * The input schema from the Arrow schema stored in each file's footer (`ARROW:schema`, as
+ * pyarrow writes it) and the footer's row count, read by DuckDB, when that settles it exactly as
+ * `readInputSchema` would: no metadata columns, and in every file rows, a usable id column of the
+ * same id type and a fixed-size-list embedding of the same size (`readInputSchema` then samples
+ * no rows either). Undefined otherwise, or on any error.
+ */
+async function footerSchemaWithDuckDb(files: readonly string[], fields: InputFieldOptions, connection: DuckDBConnection): Promise<InputSchema | undefined> {
+  if (fields.metadataFields.length > 0) return undefined;
+  let idType: IdType | undefined;
+  let dim: number | undefined;
+  let rows = 0;
+  try {
+    for (const file of files) {
+      const f = `'${file.replace(/'/g, "''")}'`;
+      const reader = await connection.runAndReadAll(
+        `SELECT (SELECT num_rows FROM parquet_file_metadata(${f})) AS num_rows, ` +
+          `(SELECT decode(value) FROM parquet_kv_metadata(${f}) WHERE decode(key) = 'ARROW:schema' LIMIT 1) AS arrow_schema`,
+      );
+      const [numRows, encoded] = reader.getRowsJS()[0] ?? [];
+      const n = Number(numRows);
+      if (!(n > 0) || typeof encoded !== 'string' || encoded.length === 0) return undefined;
+      const { idType: fileIdType, layout } = checkInputColumns(file, footerArrowSchema(encoded), fields);
+      if (layout.kind !== 'fixed-size-list' || layout.listSize === undefined) return undefined;
+      if ((idType !== undefined && fileIdType !== idType) || (dim !== undefined && layout.listSize !== dim)) return undefined;
+      idType = fileIdType;
+      dim = layout.listSize;
+      rows += n;
+    }
+  } catch {
+    return undefined;
+  }
+  if (idType === undefined || dim === undefined) return undefined;
+  return { idType, metadataTypes: {}, dim, rows };
+}
+
+/** The Arrow schema of a footer's base64 `ARROW:schema` (one IPC schema message), read as a stream. */
+function footerArrowSchema(encoded: string): Schema {
+  const message = Buffer.from(encoded, 'base64');
+  const stream = new Uint8Array(message.length + 8);
+  stream.set(message);
+  // End-of-stream marker: continuation token, zero length.
+  stream.set([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], message.length);
+  return tableFromIPC(stream).schema;
 }
 
 function dimensionError(file: string, field: string, what: string, dim: number, dimFrom: string): InputError {

@@ -1,3 +1,4 @@
+import type { DuckDBConnection } from '@duckdb/node-api';
 import { concatMap, defaultIfEmpty, lastValueFrom, Subject } from 'rxjs';
 import { readRawBatches, type InputSchema } from '../sources/index.js';
 import type { ClipBatch, RawClipBatch } from '../shared/types.js';
@@ -18,6 +19,13 @@ export interface ReadValidatedOptions {
    * Lets the batch ingest fill its embedding store directly instead of copying each batch.
    */
   readonly destination?: (rows: number, dim: number | undefined) => Promise<Float32Array | null>;
+  /**
+   * The caller keeps nothing that views `batch.embeddings` once `onBatch` has returned (it
+   * copies them or they live in `destination`): the reader may then reuse the decode buffers.
+   */
+  readonly reuseValues?: boolean;
+  /** DuckDB reader: the connection to read on (see `ReadRawBatchesOptions.connection`). */
+  readonly connection?: DuckDBConnection;
 }
 
 /**
@@ -45,6 +53,7 @@ export async function forEachValidBatch(
         const { ok, rejected: refused } = validateRawBatch(raw, state, { ownsValues: true, normalize: options.normalize !== false, into });
         rejected.push(...refused);
         if (ok.ids.length > 0) await onBatch(ok);
+        if (options.reuseValues) raw.release?.();
         demand.next();
       }),
       defaultIfEmpty(undefined),

@@ -34,7 +34,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InputError } from '../../src/shared/errors.js';
 import type { RawClipBatch } from '../../src/shared/types.js';
 import { writeParquetFile } from '../../src/sinks/parquet/index.js';
-import { iterateRawBatches, readInputSchema } from '../../src/sources/index.js';
+import { iterateRawBatches, readInputSchema, readInputSchemaFor } from '../../src/sources/index.js';
 import type { InputFieldOptions } from '../../src/sources/index.js';
 import { iterateDuckDbRawBatches } from '../../src/sources/duckdb/index.js';
 import type { DuckDbSourceOptions } from '../../src/sources/duckdb/index.js';
@@ -314,5 +314,78 @@ describe('iterateDuckDbRawBatches', () => {
     const first = await gen.next();
     expect(first.value?.ids.length).toBe(100);
     expect((await gen.return(undefined)).done).toBe(true);
+  });
+
+  it('reuseValues: released buffers are reused, the rows stay the same', async () => {
+    const file = p('reuse.parquet');
+    const n = 2500;
+    const d = 8;
+    await writeParquetFile(file, [
+      { name: 'id', type: 'utf8', values: Array.from({ length: n }, (_, i) => `r${i}`) },
+      { name: 'embedding', type: 'fixed-list-float32', values: Float32Array.from({ length: n * d }, (_, i) => Math.cos(i)), listSize: d },
+    ], { rowGroupRows: 1000 });
+    const wasm = await collect(iterateRawBatches([file], { ...fields, batchRows: 300 }));
+    const copies: RawClipBatch[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const b of iterateDuckDbRawBatches([file], { ...fields, batchRows: 300, reuseValues: true })) {
+      expect(b.release).toBeTypeOf('function');
+      buffers.add(b.values.buffer);
+      copies.push({ ...b, values: b.values.slice() });
+      b.release!();
+      b.release!(); // twice is harmless
+    }
+    expect(rowsOf(copies)).toEqual(rowsOf(wasm));
+    expect(copies.length).toBe(9);
+    expect(buffers.size).toBe(1);
+    // Without the option, batches own their values and have no release.
+    for await (const b of iterateDuckDbRawBatches([file], { ...fields, batchRows: 300 })) expect(b.release).toBeUndefined();
+  });
+});
+
+describe('readInputSchemaFor', () => {
+  it('answers as readInputSchema, from the footers through DuckDB or by falling back', async () => {
+    const write = async (name: string, n: number, d: number, kind: 'fixed' | 'list', ids: 'utf8' | 'int64' = 'utf8'): Promise<string> => {
+      const file = p(name);
+      const values = Float32Array.from({ length: n * d }, (_, i) => Math.sin(i) + 2);
+      await writeParquetFile(file, [
+        ids === 'utf8'
+          ? { name: 'id', type: 'utf8', values: Array.from({ length: n }, (_, i) => `${name}-${i}`) }
+          : { name: 'id', type: 'int64', values: Array.from({ length: n }, (_, i) => BigInt(i)) },
+        kind === 'fixed'
+          ? { name: 'embedding', type: 'fixed-list-float32', values, listSize: d }
+          : { name: 'embedding', type: 'list-float32', values: Array.from({ length: n }, (_, i) => Array.from(values.subarray(i * d, (i + 1) * d))) },
+        { name: 'note', type: 'utf8', values: Array.from({ length: n }, () => 'x') },
+      ]);
+      return file;
+    };
+    const f1 = await write('s1.parquet', 40, 6, 'fixed');
+    const f2 = await write('s2.parquet', 25, 6, 'fixed');
+    const f3 = await write('s3.parquet', 10, 5, 'fixed');
+    const l1 = await write('s4.parquet', 12, 6, 'list');
+    const i1 = await write('s5.parquet', 12, 6, 'fixed', 'int64');
+    const empty = await write('s6.parquet', 0, 6, 'fixed');
+    const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+    const connection = await instance.connect();
+    try {
+      const cases: [string[], InputFieldOptions][] = [
+        [[f1, f2], fields],
+        [[f1, l1], fields],
+        [[i1], fields],
+        [[f1, empty], fields],
+        [[f1, f2], { ...fields, metadataFields: ['note'] }],
+        [[f1, f3], fields],
+        [[f1, i1], fields],
+        [[f1], { ...fields, idField: 'nope' }],
+      ];
+      for (const [files, opts] of cases) {
+        const expected = await readInputSchema(files, opts).then((s) => ({ s }), (e: unknown) => ({ e: String(e) }));
+        const got = await readInputSchemaFor(files, { ...opts, reader: 'duckdb', connection }).then((s) => ({ s }), (e: unknown) => ({ e: String(e) }));
+        expect(got).toEqual(expected);
+      }
+      expect(await readInputSchemaFor([f1, f2], { ...fields, reader: 'duckdb', connection })).toEqual({ idType: 'string', metadataTypes: {}, dim: 6, rows: 65 });
+    } finally {
+      connection.closeSync();
+      instance.closeSync();
+    }
   });
 });

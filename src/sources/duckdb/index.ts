@@ -50,6 +50,11 @@ export interface DuckDbSourceOptions extends InputFieldOptions {
   readonly connection?: DuckDBConnection;
   /** Threads of the private database (default: the machine's available parallelism). */
   readonly threads?: number;
+  /**
+   * Reuse the embedding buffers of batches the consumer handed back (`RawClipBatch.release`)
+   * instead of allocating fresh ones per batch (each is batchRows × dim floats).
+   */
+  readonly reuseValues?: boolean;
 }
 
 /**
@@ -98,8 +103,9 @@ export async function* iterateDuckDbRawBatches(
     }
 
     const dimCheck = new DimensionCheck(options.dim ?? schema?.dim, options.embeddingField, files);
+    const pool = options.reuseValues ? new BufferPool() : undefined;
     for (const group of groupPlans(plans)) {
-      for await (const batch of readGroup(connection, group, options, idType, batchRows, dimCheck)) yield batch;
+      for await (const batch of readGroup(connection, group, options, idType, batchRows, dimCheck, pool)) yield batch;
     }
     dimCheck.finishUpTo(files.length);
   } finally {
@@ -306,6 +312,7 @@ async function* readGroup(
   idType: IdType,
   batchRows: number,
   dimCheck: DimensionCheck,
+  pool: BufferPool | undefined,
 ): AsyncGenerator<RawClipBatch> {
   const plan = group.plans[0]!;
   const virtual = plan.virtualColumns;
@@ -320,7 +327,7 @@ async function* readGroup(
   let localFile = 0;
   let nextRow = 0;
   const startBuilder = (firstRow: number): BatchBuilder =>
-    new BatchBuilder(group.plans[localFile]!.file, firstRow, idType, plan, fields, batchRows, dimCheck.dimHint);
+    new BatchBuilder(group.plans[localFile]!.file, firstRow, idType, plan, fields, batchRows, dimCheck.dimHint, pool);
   const finish = (): RawClipBatch | undefined => {
     const b = builder;
     builder = undefined;
@@ -564,6 +571,23 @@ function embeddingColumn(vector: duckdb.Vector, n: number, plan: EmbeddingPlan):
   return { kind: 'list', size: 0, validity, entries, child: floats, childValidity: validityOf(child, childSize) };
 }
 
+/** Float32 buffers handed back by the consumer, for later batches (largest first). */
+class BufferPool {
+  readonly #free: Float32Array[] = [];
+
+  /** A buffer of at least `length` floats (contents arbitrary): a free one, else a fresh one. */
+  take(length: number): Float32Array {
+    const i = this.#free.findIndex((b) => b.length >= length);
+    if (i >= 0) return this.#free.splice(i, 1)[0]!;
+    return new Float32Array(length);
+  }
+
+  give(buffer: Float32Array): void {
+    // A few are enough: the reader runs at most a couple of batches ahead of the consumer.
+    if (this.#free.length < 4) this.#free.push(buffer);
+  }
+}
+
 /** Accumulates up to `capacity` rows of one file into the arrays of one RawClipBatch. */
 class BatchBuilder {
   rows = 0;
@@ -577,8 +601,18 @@ class BatchBuilder {
   readonly #metadata: MetadataValue[][];
   #values: Float32Array;
   #used = 0;
+  readonly #pool: BufferPool | undefined;
 
-  constructor(file: string, firstRow: number, idType: IdType, plan: FilePlan, fields: InputFieldOptions, capacity: number, dimHint: number | undefined) {
+  constructor(
+    file: string,
+    firstRow: number,
+    idType: IdType,
+    plan: FilePlan,
+    fields: InputFieldOptions,
+    capacity: number,
+    dimHint: number | undefined,
+    pool: BufferPool | undefined,
+  ) {
     this.#file = file;
     this.#firstRow = firstRow;
     this.#idType = idType;
@@ -587,7 +621,8 @@ class BatchBuilder {
     this.#embeddingNull = new Uint8Array(capacity);
     this.#metadata = plan.metadata.map(() => []);
     const perRow = plan.embedding.size ?? dimHint ?? 256;
-    this.#values = new Float32Array(capacity * perRow);
+    this.#pool = pool;
+    this.#values = pool ? pool.take(capacity * perRow) : new Float32Array(capacity * perRow);
   }
 
   #reserve(extra: number): void {
@@ -595,6 +630,7 @@ class BatchBuilder {
     if (need <= this.#values.length) return;
     const grown = new Float32Array(Math.max(need, this.#values.length * 2));
     grown.set(this.#values.subarray(0, this.#used));
+    this.#pool?.give(this.#values);
     this.#values = grown;
   }
 
@@ -653,7 +689,12 @@ class BatchBuilder {
   build(): RawClipBatch {
     const n = this.rows;
     // Trim the values when the guess for their size was well off, so a batch holds no dead space.
-    const values = this.#used < this.#values.length * 0.75 ? this.#values.slice(0, this.#used) : this.#values.subarray(0, this.#used);
+    // Pooled buffers go back whole on release, so no dead space outlives the batch.
+    const pool = this.#pool;
+    const trim = !pool && this.#used < this.#values.length * 0.75;
+    const values = trim ? this.#values.slice(0, this.#used) : this.#values.subarray(0, this.#used);
+    const buffer = this.#values;
+    let released = false;
     const metadata: Record<string, MetadataValue[]> = {};
     this.#fields.metadataFields.forEach((name, k) => (metadata[name] = this.#metadata[k]!));
     return {
@@ -664,6 +705,14 @@ class BatchBuilder {
       embeddingNull: this.#embeddingNull.length === n ? this.#embeddingNull : this.#embeddingNull.slice(0, n),
       metadata,
       origin: { file: this.#file, firstRow: this.#firstRow },
+      ...(pool
+        ? {
+            release: () => {
+              if (!released) pool.give(buffer);
+              released = true;
+            },
+          }
+        : {}),
     };
   }
 }
