@@ -120,12 +120,27 @@ export function rankedMaxOpenModel(): Uint8Array {
  * pass over the [n, k] matrix; the clamp removes tiny negatives from cancellation.
  */
 export function nearestCentroidModel(): Uint8Array {
+  return nearestCentroidGraph('nearest_centroid', false);
+}
+
+/**
+ * nearestCentroidSums, first half: nearestCentroid without the per-call pass for ‖x‖² (given as
+ * `x_norm2`, computed once per k-means fit). The k × d sums of the rows assigned to each centroid
+ * are the second half, `scatterAddRowsModel`, run in a single-threaded session (see there).
+ */
+export function nearestCentroidSumsModel(): Uint8Array {
+  return nearestCentroidGraph('nearest_centroid_sums', true);
+}
+
+/** The assignment graph; `givenNorms`: ‖x‖² comes in as the input `x_norm2` instead of being computed. */
+function nearestCentroidGraph(name: string, givenNorms: boolean): Uint8Array {
   const graph: OnnxGraph = {
-    name: 'nearest_centroid',
+    name,
     initializers: [{ name: 'zero', elemType: F, dims: [], values: [0] }],
     inputs: [
       { name: 'x', elemType: F, dims: ['n', 'd'] },
       { name: 'centroids', elemType: F, dims: ['k', 'd'] },
+      ...(givenNorms ? [{ name: 'x_norm2', elemType: F, dims: ['n'] }] : []),
     ],
     outputs: [
       { name: 'index', elemType: OnnxType.INT32, dims: ['n'] },
@@ -133,7 +148,7 @@ export function nearestCentroidModel(): Uint8Array {
     ],
     nodes: [
       { op: 'ReduceSumSquare', inputs: ['centroids'], outputs: ['c_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
-      { op: 'ReduceSumSquare', inputs: ['x'], outputs: ['x_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
+      ...(givenNorms ? [] : [{ op: 'ReduceSumSquare', inputs: ['x'], outputs: ['x_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } }]),
       {
         op: 'Gemm',
         inputs: ['x', 'centroids', 'c_norm2'],
@@ -145,47 +160,6 @@ export function nearestCentroidModel(): Uint8Array {
         inputs: ['partial'],
         outputs: ['index_i64'],
         // select_last_index=0: equal distances resolve to the lowest centroid index.
-        attributes: { axis: attr.int(1), keepdims: attr.int(0), select_last_index: attr.int(0) },
-      },
-      { op: 'Cast', inputs: ['index_i64'], outputs: ['index'], attributes: { to: attr.int(OnnxType.INT32) } },
-      { op: 'ReduceMin', inputs: ['partial'], outputs: ['partial_min'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
-      { op: 'Add', inputs: ['partial_min', 'x_norm2'], outputs: ['dist2_raw'] },
-      { op: 'Max', inputs: ['dist2_raw', 'zero'], outputs: ['dist2'] },
-    ],
-  };
-  return encodeModel(graph);
-}
-
-/**
- * nearestCentroidSums, first half: nearestCentroid without the per-call pass for ‖x‖² (given as
- * `x_norm2`, computed once per k-means fit). The k × d sums of the rows assigned to each centroid
- * are the second half, `scatterAddRowsModel`, run in a single-threaded session (see there).
- */
-export function nearestCentroidSumsModel(): Uint8Array {
-  const graph: OnnxGraph = {
-    name: 'nearest_centroid_sums',
-    initializers: [{ name: 'zero', elemType: F, dims: [], values: [0] }],
-    inputs: [
-      { name: 'x', elemType: F, dims: ['n', 'd'] },
-      { name: 'centroids', elemType: F, dims: ['k', 'd'] },
-      { name: 'x_norm2', elemType: F, dims: ['n'] },
-    ],
-    outputs: [
-      { name: 'index', elemType: OnnxType.INT32, dims: ['n'] },
-      { name: 'dist2', elemType: F, dims: ['n'] },
-    ],
-    nodes: [
-      { op: 'ReduceSumSquare', inputs: ['centroids'], outputs: ['c_norm2'], attributes: { axes: attr.ints([1]), keepdims: attr.int(0) } },
-      {
-        op: 'Gemm',
-        inputs: ['x', 'centroids', 'c_norm2'],
-        outputs: ['partial'],
-        attributes: { transB: attr.int(1), alpha: attr.float(-2), beta: attr.float(1) },
-      },
-      {
-        op: 'ArgMin',
-        inputs: ['partial'],
-        outputs: ['index_i64'],
         attributes: { axis: attr.int(1), keepdims: attr.int(0), select_last_index: attr.int(0) },
       },
       { op: 'Cast', inputs: ['index_i64'], outputs: ['index'], attributes: { to: attr.int(OnnxType.INT32) } },
