@@ -3,22 +3,19 @@
  * when read back by parquet-wasm (embedding as a fixed-size list), by our sources, and by DuckDB.
  */
 import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import * as pw from 'parquet-wasm';
-import { Bool, DataType, Date_, DateUnit, Float32, Float64, Int32, Int64, TimeMillisecond, TimeUnit, Timestamp, Utf8, tableFromIPC } from 'apache-arrow';
-import type { Table } from 'apache-arrow';
+import { Bool, DataType, Date_, DateUnit, Float32, Float64, Int32, Int64, TimeMillisecond, TimeUnit, Timestamp, Utf8 } from 'apache-arrow';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvariantError } from '../../src/shared/errors.js';
-import type { RawClipBatch } from '../../src/shared/types.js';
 import { writeParquetViaDuckDb } from '../../src/sinks/duckdb-parquet.js';
 import { writeParquetFile } from '../../src/sinks/parquet/index.js';
 import type { ColumnSpec } from '../../src/sinks/parquet/index.js';
 import { iterateRawBatches } from '../../src/sources/index.js';
 import { iterateDuckDbRawBatches } from '../../src/sources/duckdb/index.js';
+import { collect, columnValues, readArrow } from '../helpers/parquet-readback.js';
 
 let dir: string;
 let instance: DuckDBInstance;
@@ -36,36 +33,6 @@ afterAll(() => {
 });
 
 const p = (name: string): string => path.join(dir, name);
-
-async function readArrow(file: string): Promise<Table> {
-  const pf = await pw.ParquetFile.fromFile(new Blob([await readFile(file)]));
-  try {
-    return tableFromIPC((await pf.read()).intoIPCStream());
-  } finally {
-    pf.free();
-  }
-}
-
-/** Column values as plain JS (typed rows as arrays) for deep comparison. */
-function columnValues(t: Table, name: string): unknown[] {
-  const out: unknown[] = [];
-  const col = t.getChild(name)!;
-  for (let i = 0; i < col.length; i++) {
-    const v = col.get(i) as unknown;
-    out.push(v !== null && typeof v === 'object' && 'toArray' in v ? Array.from((v as { toArray(): ArrayLike<unknown> }).toArray()) : v);
-  }
-  return out;
-}
-
-async function collect(gen: AsyncGenerator<RawClipBatch>): Promise<unknown[]> {
-  const rows: unknown[] = [];
-  for await (const b of gen) {
-    for (let i = 0; i < b.ids.length; i++) {
-      rows.push([b.ids[i], b.embeddingNull[i] ? null : Array.from(b.values.subarray(b.offsets[i]!, b.offsets[i + 1]!)), ...Object.values(b.metadata).map((v) => v[i])]);
-    }
-  }
-  return rows;
-}
 
 const tempTables = async (): Promise<number> =>
   Number((await connection.runAndReadAll('SELECT count(*) AS n FROM duckdb_tables() WHERE temporary')).getRowObjectsJS()[0]!.n);

@@ -6,18 +6,16 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import * as pw from 'parquet-wasm';
-import { Bool, Float32, Float64, Int32, Int64, TimeUnit, Timestamp, Utf8, tableFromIPC } from 'apache-arrow';
-import type { Table } from 'apache-arrow';
+import { Bool, Float32, Float64, Int32, Int64, TimeUnit, Timestamp, Utf8 } from 'apache-arrow';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { DuckDBConnection } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RawClipBatch } from '../../src/shared/types.js';
 import { plainParquetSupports, writeParquetFast, writePlainParquetFile } from '../../src/sinks/plain-parquet.js';
 import { writeParquetFile } from '../../src/sinks/parquet/index.js';
 import type { ColumnSpec } from '../../src/sinks/parquet/index.js';
 import { iterateRawBatches } from '../../src/sources/index.js';
 import { iterateDuckDbRawBatches } from '../../src/sources/duckdb/index.js';
+import { collect, columnValues, readArrow } from '../helpers/parquet-readback.js';
 
 let dir: string;
 let instance: DuckDBInstance;
@@ -35,35 +33,6 @@ afterAll(() => {
 });
 
 const p = (name: string): string => path.join(dir, name);
-
-async function readArrow(file: string): Promise<Table> {
-  const pf = await pw.ParquetFile.fromFile(new Blob([await readFile(file)]));
-  try {
-    return tableFromIPC((await pf.read()).intoIPCStream());
-  } finally {
-    pf.free();
-  }
-}
-
-function columnValues(t: Table, name: string): unknown[] {
-  const out: unknown[] = [];
-  const col = t.getChild(name)!;
-  for (let i = 0; i < col.length; i++) {
-    const v = col.get(i) as unknown;
-    out.push(v !== null && typeof v === 'object' && 'toArray' in v ? Array.from((v as { toArray(): ArrayLike<unknown> }).toArray()) : v);
-  }
-  return out;
-}
-
-async function collect(gen: AsyncGenerator<RawClipBatch>): Promise<unknown[]> {
-  const rows: unknown[] = [];
-  for await (const b of gen) {
-    for (let i = 0; i < b.ids.length; i++) {
-      rows.push([b.ids[i], b.embeddingNull[i] ? null : Array.from(b.values.subarray(b.offsets[i]!, b.offsets[i + 1]!)), ...Object.values(b.metadata).map((v) => v[i])]);
-    }
-  }
-  return rows;
-}
 
 const duckRows = async (file: string): Promise<unknown[]> =>
   (await connection.runAndReadAll(`SELECT * FROM read_parquet('${file}')`)).getRowsJS();
