@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { configFromEnv, DEFAULT_PROBE_MARGIN, DEFAULT_STATE_MEMORY_MB, loadConfigFile, parseConfig, replayConfigSchema } from '../shared/config.js';
+import { configFromEnv, loadConfigFile, parseConfig, replayConfigSchema } from '../shared/config.js';
+import { addIncrementalStateOptions } from './incremental-options.js';
 import type { CliContext } from './run-command.js';
 
 const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
 
 export function registerReplayCommand(program: Command, ctx: CliContext): void {
-  program
+  const cmd = program
     .command('replay')
     .description('feed Parquet history through the streaming topology (no broker needed); NeMo output layout out, optional state for `stream` to continue')
     .option('--input <path>', 'Parquet/JSONL file, folder or glob; repeat for several (any order gives the same result)', collect)
@@ -23,10 +24,8 @@ export function registerReplayCommand(program: Command, ctx: CliContext): void {
     .option('--flush-max-rows <n>', 'clips buffered per cluster before the kernel folds them into state (default: 4096)')
     .option('--batch-rows <n>', 'rows per input batch (default: 16384)')
     .option('--reader <name>', 'Parquet decoder: duckdb (native) or parquet-wasm (default: duckdb)')
-    .option('--backend <name>', 'cpu, gpu or js (default: cpu)')
-    .option('--probe <n>', 'clusters a clip is compared in: 1 = its own (NeMo), 2 = also its second-nearest within --probe-margin, as `run --probe 2` (default: 1)')
-    .option('--probe-margin <m>', `with --probe 2: probe a clip when l2 to its second centroid minus l2 to its own is below m (default: ${DEFAULT_PROBE_MARGIN})`)
-    .option('--state-memory-mb <mb>', `resident cluster states (embeddings) are kept under this many MiB, the rest is read from the state's DuckDB file when needed (default: ${DEFAULT_STATE_MEMORY_MB})`)
+    .option('--backend <name>', 'cpu, gpu or js (default: cpu)');
+  addIncrementalStateOptions(cmd)
     .option('--from-topic <topic>', 'replay this Kafka topic from its first offset to the end offsets seen at start, instead of --input')
     .option('--id-type <type>', 'id type of JSON records read with --from-topic: string or int64 (default: string)')
     .option('--output-topic <topic>', 'also publish duplicate verdicts to this Kafka topic')

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import type { StreamSummary } from '../stream/run.js';
-import { configFromEnv, DEFAULT_PROBE_MARGIN, DEFAULT_STATE_MEMORY_MB, loadConfigFile, parseConfig } from '../shared/config.js';
+import { configFromEnv, loadConfigFile, parseConfig } from '../shared/config.js';
 import { kafkaSettingsFromEnv, streamConfigSchema } from '../shared/stream-config.js';
 import type { StreamConfig } from '../shared/stream-config.js';
+import { addIncrementalStateOptions } from './incremental-options.js';
 import type { CliContext } from './run-command.js';
 
 /** Merge defaults < config file < KAFKA_* env (credentials) < SEMDEDUP_* env < flags, and validate. */
@@ -23,7 +24,7 @@ export function printStreamSummary(s: StreamSummary): void {
 }
 
 export function registerStreamCommand(program: Command, ctx: CliContext): void {
-  program
+  const cmd = program
     .command('stream')
     .description('incremental semantic dedup of clips arriving on Kafka: duplicate verdicts out on a keyed topic')
     .option('--brokers <host:port,...>', 'Kafka bootstrap brokers')
@@ -47,10 +48,8 @@ export function registerStreamCommand(program: Command, ctx: CliContext): void {
     .option('--kafka-retry-window-ms <ms>', 'keep retrying a Kafka write or commit that fails transiently (broker down) this long before stopping (default: 120000)')
     .option('--flush-max-rows <n>', 'checkpoint when this many rows wait (default: 4096)')
     .option('--flush-max-ms <ms>', 'checkpoint when the oldest waiting row is this old (default: 100)')
-    .option('--max-buffered-rows <n>', 'pause the consumer past this many waiting rows (default: 4 x flush-max-rows)')
-    .option('--probe <n>', 'clusters a clip is compared in: 1 = its own (NeMo), 2 = also its second-nearest within --probe-margin, as `run --probe 2` (default: 1)')
-    .option('--probe-margin <m>', `with --probe 2: probe a clip when l2 to its second centroid minus l2 to its own is below m (default: ${DEFAULT_PROBE_MARGIN})`)
-    .option('--state-memory-mb <mb>', `resident cluster states (embeddings) are kept under this many MiB, the rest is read from the state's DuckDB file when needed (default: ${DEFAULT_STATE_MEMORY_MB})`)
+    .option('--max-buffered-rows <n>', 'pause the consumer past this many waiting rows (default: 4 x flush-max-rows)');
+  addIncrementalStateOptions(cmd)
     .option('--metrics-port <port>', 'Prometheus /metrics and /healthz; 0 = off (default: 9464)')
     .option('--metrics-host <host>', 'address the metrics server listens on (default: 127.0.0.1)')
     .option('--backend <name>', 'kernel backend: cpu, gpu or js (default: cpu)')
