@@ -11,7 +11,6 @@ import {
   commitCutOffsets,
   cutCheckpoint,
   decodeRecords,
-  normalizeClips,
   persistState,
   publishVerdicts,
   republishAfterCrash,
@@ -28,8 +27,7 @@ export const streamTopology = defineStreamTopology<StreamContext, KafkaRecordBat
   perBatch: pipeline<StreamContext, KafkaRecordBatch>()
     .then('skip-checkpointed', skipCheckpointed) // offsets below the state's position: already in
     .then('decode', decodeRecords) // JSON / Arrow IPC → rows; undecodable records → row errors
-    .then('validate', validateRows) // bad rows → pending dead letters
-    .then('normalize', normalizeClips) // unit length
+    .then('validate', validateRows) // bad rows → pending dead letters; the rest to unit length
     .then('buffer', bufferClips), // assign to centroids, buffer per cluster (engine.add)
   // When --flush-max-rows rows wait or the oldest is --flush-max-ms old:
   checkpoint: [

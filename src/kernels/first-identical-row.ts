@@ -23,13 +23,30 @@ export interface IdenticalRowIndex {
   lowestIdentical(index: number, key: Int32Array): number;
 }
 
-/** Build the index over `rows` (count × dim float32, row-major). */
-export function indexIdenticalRows(rows: Float32Array, count: number, dim: number): IdenticalRowIndex {
-  // Compare bit patterns (not float values): "identical" means the same bits in every slot.
-  const bits = new Int32Array(rows.buffer, rows.byteOffset, count * dim);
+/**
+ * The hash `indexIdenticalRows` buckets rows by, of rows [from, to) into `into[from, to)`. A
+ * caller that keeps rows for many calls (a cluster's state) hashes each row once and passes them.
+ */
+export function hashRows(rows: Float32Array, from: number, to: number, dim: number, into: Int32Array): Int32Array {
+  // Bit patterns (not float values): "identical" means the same bits in every slot.
+  const bits = new Int32Array(rows.buffer, rows.byteOffset, to * dim);
   // Two contiguous runs, not a strided sample: the pass is bound by cache lines touched per row.
   const runLength = Math.min(RUN, dim);
   const mid = dim > 2 * RUN ? (dim >> 1) & ~(RUN - 1) : 0;
+  for (let r = from; r < to; r++) {
+    const o = r * dim;
+    let h = dim | 0;
+    for (let k = 0; k < runLength; k++) h = Math.imul(h ^ bits[o + k]!, 0x9e3779b1) ^ (h >>> 15);
+    if (mid > 0) for (let k = mid; k < mid + RUN; k++) h = Math.imul(h ^ bits[o + k]!, 0x9e3779b1) ^ (h >>> 15);
+    into[r] = h;
+  }
+  return into;
+}
+
+/** Build the index over `rows` (count × dim float32, row-major); `hashes`: their `hashRows`, when known. */
+export function indexIdenticalRows(rows: Float32Array, count: number, dim: number, hashes?: Int32Array): IdenticalRowIndex {
+  const bits = new Int32Array(rows.buffer, rows.byteOffset, count * dim);
+  const hashOf = hashes ?? hashRows(rows, 0, count, dim, new Int32Array(count));
   // Open-addressing table hash -> first row with that hash, plus a chain of later rows sharing
   // it (ascending). Typed arrays instead of Maps: this runs once per kernel call.
   const size = 1 << Math.max(4, Math.ceil(Math.log2(count * 2 + 1)));
@@ -39,10 +56,7 @@ export function indexIdenticalRows(rows: Float32Array, count: number, dim: numbe
   const next = new Int32Array(count).fill(-1);
   const headOf = new Int32Array(count);
   for (let r = 0; r < count; r++) {
-    const o = r * dim;
-    let h = dim | 0;
-    for (let k = 0; k < runLength; k++) h = Math.imul(h ^ bits[o + k]!, 0x9e3779b1) ^ (h >>> 15);
-    if (mid > 0) for (let k = mid; k < mid + RUN; k++) h = Math.imul(h ^ bits[o + k]!, 0x9e3779b1) ^ (h >>> 15);
+    const h = hashOf[r]!;
     let slot = (h ^ (h >>> 16)) & (size - 1);
     while (slotHead[slot] !== -1 && slotHash[slot] !== h) slot = (slot + 1) & (size - 1);
     if (slotHead[slot] === -1) {
@@ -78,12 +92,12 @@ export function indexIdenticalRows(rows: Float32Array, count: number, dim: numbe
 }
 
 /** Replace each winner by the earliest identical candidate (score unchanged: the dot is equal). */
-export function preferFirstIdentical(index: Int32Array, rows: Float32Array, count: number, dim: number): void {
+export function preferFirstIdentical(index: Int32Array, rows: Float32Array, count: number, dim: number, hashes?: Int32Array): void {
   let rowIndex: IdenticalRowIndex | undefined;
   for (let q = 0; q < index.length; q++) {
     const winner = index[q]!;
     if (winner <= 0) continue; // -1 (none) or already the first row
-    rowIndex ??= indexIdenticalRows(rows, count, dim);
+    rowIndex ??= indexIdenticalRows(rows, count, dim, hashes);
     index[q] = rowIndex.firstIdentical(winner);
   }
 }
@@ -93,12 +107,12 @@ export function preferFirstIdentical(index: Int32Array, rows: Float32Array, coun
  * row ranked first (lowest `rank`). An identical row ranks before the winner or is the winner, so
  * it is still ranked before the query the winner was found for.
  */
-export function preferFirstRankedIdentical(index: Int32Array, rows: Float32Array, count: number, dim: number, rank: Int32Array): void {
+export function preferFirstRankedIdentical(index: Int32Array, rows: Float32Array, count: number, dim: number, rank: Int32Array, hashes?: Int32Array): void {
   let rowIndex: IdenticalRowIndex | undefined;
   for (let q = 0; q < index.length; q++) {
     const winner = index[q]!;
     if (winner < 0) continue;
-    rowIndex ??= indexIdenticalRows(rows, count, dim);
+    rowIndex ??= indexIdenticalRows(rows, count, dim, hashes);
     index[q] = rowIndex.lowestIdentical(winner, rank);
   }
 }

@@ -44,6 +44,14 @@ export interface CrossRankedMaxInput {
   readonly rows: Float32Array;
   /** Rank position of each row, all distinct; a query's own row has the query's position. */
   readonly rowPos: Int32Array;
+  /**
+   * Optional: the rows in rank order (`rowOrder[rowPos[r]] === r`, so positions are 0..n-1). With
+   * it a backend can walk each query's earlier and later rows as two runs instead of testing every
+   * row's position (a cluster keeps this permutation anyway).
+   */
+  readonly rowOrder?: Int32Array;
+  /** Optional: `hashRows` of each row (first-identical-row.ts), kept by a caller that reuses rows. */
+  readonly rowHash?: Int32Array;
   readonly dim: number;
 }
 

@@ -1,3 +1,4 @@
+import { hashRows } from '../kernels/first-identical-row.js';
 import type { SimilarityKernel } from '../kernels/types.js';
 import { compareRankKeys, type RankFields } from '../rank/index.js';
 import type { IdType, RankSpec } from '../shared/types.js';
@@ -124,6 +125,8 @@ export class ClusterState {
   #home: Int32Array;
   /** Rank position → slot. */
   #order: Int32Array;
+  /** Per slot: `hashRows` of its embedding, computed once (the kernel's identical-row check). */
+  #rowHash: Int32Array;
   #dirty = 0;
 
   constructor(centroid: number, dim: number, spec: RankSpec, idType: IdType) {
@@ -138,6 +141,7 @@ export class ClusterState {
     this.#link = new Int32Array(0);
     this.#home = new Int32Array(0);
     this.#order = new Int32Array(0);
+    this.#rowHash = new Int32Array(0);
   }
 
   get size(): number {
@@ -153,7 +157,7 @@ export class ClusterState {
 
   /** Memory the state holds (typed arrays at capacity plus an estimate per member's rank fields). */
   get residentBytes(): number {
-    const arrays = this.#emb.byteLength + this.#rawScore.byteLength + this.#rawMax.byteLength + this.#flags.byteLength + this.#link.byteLength + this.#home.byteLength + this.#order.byteLength;
+    const arrays = this.#emb.byteLength + this.#rawScore.byteLength + this.#rawMax.byteLength + this.#flags.byteLength + this.#link.byteLength + this.#home.byteLength + this.#order.byteLength + this.#rowHash.byteLength;
     return arrays + this.#size * RANK_FIELDS_BYTES;
   }
 
@@ -181,6 +185,7 @@ export class ClusterState {
       state.#order[i] = i;
     });
     state.#flags.fill(STORED, 0, n);
+    hashRows(state.#emb, 0, n, dim, state.#rowHash);
     state.#size = n;
     return state;
   }
@@ -324,6 +329,7 @@ export class ClusterState {
     this.#link = grow(this.#link, (l) => new Int32Array(l), 1);
     this.#home = grow(this.#home, (l) => new Int32Array(l), 1);
     this.#order = grow(this.#order, (l) => new Int32Array(l), 1);
+    this.#rowHash = grow(this.#rowHash, (l) => new Int32Array(l), 1);
   }
 
   /**
@@ -382,6 +388,7 @@ export class ClusterState {
       homeOf[s] = home;
       link[s] = home !== this.centroid ? home : c.probe ?? -1;
     }
+    hashRows(emb, oldN, n, dim, this.#rowHash);
     // Merge into the rank order in place from the end: the old run after new clip j moves up by j + 1.
     let end = oldN;
     for (let j = m - 1; j >= 0; j--) {
@@ -404,7 +411,7 @@ export class ClusterState {
     let rowScore: Float32Array | null = null;
     let rowHit: Int32Array | null = null;
     if (kernel.crossRankedMax) {
-      const both = await kernel.crossRankedMax({ queries, queryPos: newPos, rows: emb.subarray(0, n * dim), rowPos: posOf, dim });
+      const both = await kernel.crossRankedMax({ queries, queryPos: newPos, rows: emb.subarray(0, n * dim), rowPos: posOf, rowOrder: order.subarray(0, n), rowHash: this.#rowHash.subarray(0, n), dim });
       newScore = both.forQueries.score;
       newAt = both.forQueries.index;
       rowScore = both.forRows.score;

@@ -30,7 +30,7 @@ import { createDeadLetterWriter, createKafkaSink } from '../sinks/kafka/index.js
 import type { DeadLetter, DeadLetterWriter, KafkaSink } from '../sinks/kafka/index.js';
 import { createKafkaClient, deadLetterForRow, decodeKafkaRecords, ensureTopics } from '../sources/kafka/index.js';
 import type { DecodedKafkaBatch, KafkaCommitPosition, KafkaDecodeOptions, KafkaRecordBatch, KafkaSource } from '../sources/kafka/index.js';
-import { normalizeEmbeddings, validateRawBatch } from '../validate/index.js';
+import { validateRawBatch } from '../validate/index.js';
 import type { ValidationState } from '../validate/index.js';
 import { Counter } from 'prom-client';
 import { checkScaleOutConfig, defaultInternalTopic, routedClipMessages } from './internal-records.js';
@@ -120,11 +120,10 @@ export interface RouterClips extends RouterBatch {
 /** Bad rows → pending dead letters (the reasons `stream` gives); the rest normalized to unit length. */
 export function validateAndNormalize(input: RouterBatch, ctx: RouterContext, log: Logger): RouterClips | null {
   const { decoded } = input;
-  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation, { ownsValues: true });
+  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation, { ownsValues: true, normalize: true });
   for (const r of rejected) ctx.pendingDeadLetters.push(deadLetterForRow(decoded.rows[r.row!]!, r.reason));
   if (rejected.length > 0) log.debug({ partition: input.batch.partition, refused: rejected.length, first: rejected[0]!.reason }, 'rows refused');
   if (ok.ids.length === 0) return null;
-  normalizeEmbeddings(ok.embeddings, ok.dim);
   return { ...input, clips: ok };
 }
 

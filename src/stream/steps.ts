@@ -1,6 +1,6 @@
 /**
  * The steps of the stream topology (`topologies/stream.ts`). Per batch: skip what the state
- * already holds → decode → validate → normalize → buffer. Per checkpoint: the cut (kernel flush,
+ * already holds → decode → validate and normalize → buffer. Per checkpoint: the cut (kernel flush,
  * what to make durable set aside), then in the background while the next batches come in: dead
  * letters → state → verdicts → offsets, each durable before the next, so a crash anywhere loses
  * nothing:
@@ -17,7 +17,7 @@ import type { DeadLetter, DeadLetterWriter } from '../sinks/kafka/index.js';
 import { deadLetterForRow, decodeKafkaRecords } from '../sources/kafka/index.js';
 import type { DecodedKafkaBatch, KafkaCommitPosition, KafkaRecord, KafkaRecordBatch, KafkaSource } from '../sources/kafka/index.js';
 import type { ClipBatch } from '../shared/types.js';
-import { normalizeEmbeddings, validateRawBatch } from '../validate/index.js';
+import { validateRawBatch } from '../validate/index.js';
 import type { StreamContext } from './context.js';
 
 export interface FreshRecords {
@@ -75,11 +75,14 @@ export interface ValidatedClips extends DecodedRecords {
   readonly clips: ClipBatch;
 }
 
-/** Split rows into clips and refusals; refusals wait as dead letters for the next checkpoint. */
+/**
+ * Split rows into clips and refusals; refusals wait as dead letters for the next checkpoint.
+ * Valid rows are scaled to unit length in the same pass (bit for bit `normalizeEmbeddings`).
+ */
 export function validateRows(input: DecodedRecords, ctx: StreamContext, log: Logger): ValidatedClips {
   const { decoded } = input;
   // The decoded values are this batch's own (decodeKafkaRecords builds them): validate in place.
-  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation, { ownsValues: true });
+  const { ok, rejected } = validateRawBatch(decoded.raw, ctx.validation, { ownsValues: true, normalize: true });
   ctx.pendingRows += decoded.raw.ids.length;
   if (rejected.length > 0) {
     for (const r of rejected) {
@@ -89,11 +92,6 @@ export function validateRows(input: DecodedRecords, ctx: StreamContext, log: Log
     log.debug({ partition: input.batch.partition, refused: rejected.length, first: rejected[0]!.reason }, 'rows refused');
   }
   return { ...input, clips: ok };
-}
-
-export function normalizeClips(input: ValidatedClips): ValidatedClips {
-  normalizeEmbeddings(input.clips.embeddings, input.clips.dim);
-  return input;
 }
 
 /**

@@ -393,3 +393,94 @@ describe('gpu backend selection', () => {
     await expect(createGpuKernel({ forceMode: 'no-such-mode' })).rejects.toThrow(/gpu\.js mode "no-such-mode" is not available/);
   });
 });
+
+describe('cpu crossRankedMax: rank-order walk, position tests and column blocks agree with brute force', () => {
+  /** Both directions by brute force in float64: per query the earlier rows, per row the earlier queries. */
+  function crossBruteForce(queries: Float32Array, queryPos: Int32Array, rows: Float32Array, rowPos: Int32Array, dim: number) {
+    const m = queryPos.length;
+    const n = rowPos.length;
+    const q = { score: new Float64Array(m).fill(-Infinity), index: new Int32Array(m).fill(-1) };
+    const r = { score: new Float64Array(n).fill(-Infinity), index: new Int32Array(n).fill(-1) };
+    for (let j = 0; j < m; j++) {
+      for (let i = 0; i < n; i++) {
+        const s = dot(queries, j, rows, i, dim);
+        if (rowPos[i]! < queryPos[j]! && (s > q.score[j]! || (s === q.score[j]! && rowPos[i]! < rowPos[q.index[j]!]!))) {
+          q.score[j] = s;
+          q.index[j] = i;
+        }
+        if (rowPos[i]! > queryPos[j]! && s > r.score[i]!) {
+          r.score[i] = s;
+          r.index[i] = j;
+        }
+      }
+    }
+    return { q, r };
+  }
+
+  it('with exact copies among the rows, in arrival order, every variant picks the first-ranked copy', async () => {
+    const dim = 24;
+    const rand = rng(77);
+    const n = 300;
+    const rows = unitRows(n, dim, rand);
+    // Copies: row i repeats an earlier row for every 7th i, so ties between identical rows are common.
+    for (let i = 7; i < n; i += 7) copyRow(rows, dim, Math.floor(rand() * i), i);
+    // Ranks are a random permutation (rows lie in arrival order); 40 of the rows are the new clips.
+    const rowOrder = Int32Array.from({ length: n }, (_, i) => i).sort(() => rand() - 0.5);
+    const rowPos = new Int32Array(n);
+    rowOrder.forEach((r, p) => (rowPos[r] = p));
+    const picked = Int32Array.from({ length: n }, (_, i) => i).filter(() => rand() < 0.15);
+    const newSlots = Int32Array.from(picked).sort((a, b) => rowPos[a]! - rowPos[b]!);
+    const m = newSlots.length;
+    const queries = new Float32Array(m * dim);
+    newSlots.forEach((slot, j) => copyRow(rows, dim, slot, j, queries));
+    // Exact ties between rows that are not copies: every 9th row starts 0.9, 0 × 10, and every 5th
+    // new clip is 0.5·e0 + 0.5·e(1 + t) (t distinct), so its dot with each such row is exactly
+    // 0.5 · 0.9 whatever the summation order, and beats any other row: the first-ranked must win,
+    // in both directions (no repair for identical rows applies).
+    for (let i = 0; i < n; i += 9) rows.fill(0, i * dim, i * dim + 11).fill(0.9, i * dim, i * dim + 1);
+    newSlots.forEach((slot, j) => {
+      if (j % 5 === 0 && j < 50) rows.fill(0, slot * dim, (slot + 1) * dim).fill(0.5, slot * dim, slot * dim + 1).fill(0.5, slot * dim + 1 + j / 5, slot * dim + 2 + j / 5);
+    });
+    newSlots.forEach((slot, j) => copyRow(rows, dim, slot, j, queries));
+    const queryPos = Int32Array.from(newSlots, (slot) => rowPos[slot]!);
+    const ref = crossBruteForce(queries, queryPos, rows, rowPos, dim);
+    const tie = 0.5 * Math.fround(0.9);
+
+    const kernels = [await createCpuKernel({ threads: 2 }), await createCpuKernel({ threads: 2, maxMatrixElements: 64 })];
+    try {
+      const results = [];
+      for (const kernel of kernels) {
+        results.push(await kernel.crossRankedMax!({ queries, queryPos, rows, rowPos, rowOrder, dim }));
+        results.push(await kernel.crossRankedMax!({ queries, queryPos, rows, rowPos, dim }));
+      }
+      for (const res of results) {
+        for (const [got, want] of [
+          [res.forQueries, ref.q],
+          [res.forRows, ref.r],
+        ] as const) {
+          for (let i = 0; i < want.index.length; i++) {
+            if (want.index[i] === -1) {
+              expect({ i, index: got.index[i], score: got.score[i] }).toEqual({ i, index: -1, score: -Infinity });
+              continue;
+            }
+            expect(Math.abs(got.score[i]! - want.score[i]!), `score ${i}`).toBeLessThanOrEqual(TOL);
+            // Those ties are exact in float32 too: the first-ranked of the tie, exactly.
+            if (want.score[i] === tie) expect({ i, index: got.index[i] }).toEqual({ i, index: want.index[i] });
+            // Exact copies tie exactly in float64; a float32 near-tie may pick an equally good one.
+            if (got.index[i] !== want.index[i]) {
+              const alt = got === res.forQueries ? dot(queries, i, rows, got.index[i]!, dim) : dot(queries, got.index[i]!, rows, i, dim);
+              expect(Math.abs(alt - want.score[i]!), `index ${i}: ${got.index[i]} for ${want.index[i]}`).toBeLessThanOrEqual(1e-6);
+            }
+          }
+        }
+      }
+      const exactTies = [...ref.q.score, ...ref.r.score].filter((x) => x === tie).length;
+      expect(exactTies).toBeGreaterThan(5);
+      // The walk in rank order and the per-element position test give the same answer bit for bit.
+      expect(results[0]).toEqual(results[1]);
+      expect(results[2]).toEqual(results[3]);
+    } finally {
+      for (const k of kernels) await k.close();
+    }
+  });
+});

@@ -28,7 +28,7 @@ export function createCpuCrossRankedMax(options: CpuCrossOptions): CpuCrossRanke
   let session: Promise<ort.InferenceSession> | null = null;
   const open = () => (session ??= ort.InferenceSession.create(similarityBlockModel(), options.sessionOptions));
 
-  async function crossRankedMax({ queries, queryPos, rows, rowPos, dim }: CrossRankedMaxInput): Promise<CrossRankedMaxResult> {
+  async function crossRankedMax({ queries, queryPos, rows, rowPos, rowOrder, rowHash, dim }: CrossRankedMaxInput): Promise<CrossRankedMaxResult> {
     const m = queryPos.length;
     const n = Math.floor(rows.length / dim);
     const forQueries: RankedMaxResult = { score: new Float32Array(m).fill(-Infinity), index: new Int32Array(m).fill(-1) };
@@ -47,6 +47,11 @@ export function createCpuCrossRankedMax(options: CpuCrossOptions): CpuCrossRanke
       const out = await s.run({ queries: q, candidates: new ort.Tensor('float32', rows.subarray(c0 * dim, c1 * dim), [width, dim]) });
       options.onGemm(m, width, dim);
       const sim = out.sim!.data as Float32Array;
+      if (rowOrder && width === n) {
+        foldInRankOrder(sim, m, n, queryPos, rowOrder, forQueries, forRows);
+        out.sim!.dispose();
+        continue;
+      }
       for (let j = 0; j < m; j++) {
         const base = j * width - c0;
         const pos = queryPos[j]!;
@@ -75,7 +80,7 @@ export function createCpuCrossRankedMax(options: CpuCrossOptions): CpuCrossRanke
       out.sim!.dispose();
     }
     // Bitwise-identical rows can differ in the GEMM's last bit: the first-ranked identical one wins.
-    preferFirstRankedIdentical(qIndex, rows, n, dim, rowPos);
+    preferFirstRankedIdentical(qIndex, rows, n, dim, rowPos, rowHash);
     preferFirstIdentical(rIndex, queries, m, dim);
     return { forQueries, forRows };
   }
@@ -88,4 +93,41 @@ export function createCpuCrossRankedMax(options: CpuCrossOptions): CpuCrossRanke
       if (s) await (await s).release();
     },
   };
+}
+
+/**
+ * The fold of a whole m × n block when the rows' rank order is known: for query j the rows ranked
+ * before it are rowOrder[0, pos) and those after it rowOrder(pos, n), so each is one run with no
+ * per-element test of positions (that test is a coin flip for rows stored in arrival order, and
+ * its mispredictions cost more than the compares). Walking in rank order, a strict `>` keeps the
+ * first-ranked row among equal maxima; queries come in rank order, so `>` keeps the first query
+ * for a row, as the general loop does.
+ */
+function foldInRankOrder(sim: Float32Array, m: number, n: number, queryPos: Int32Array, rowOrder: Int32Array, forQueries: RankedMaxResult, forRows: RankedMaxResult): void {
+  const rScore = forRows.score;
+  const rIndex = forRows.index;
+  for (let j = 0; j < m; j++) {
+    const base = j * n;
+    const pos = queryPos[j]!;
+    let best = -Infinity;
+    let at = -1;
+    for (let p = 0; p < pos; p++) {
+      const r = rowOrder[p]!;
+      const v = sim[base + r]!;
+      if (v > best) {
+        best = v;
+        at = r;
+      }
+    }
+    forQueries.score[j] = best;
+    forQueries.index[j] = at;
+    for (let p = pos + 1; p < n; p++) {
+      const r = rowOrder[p]!;
+      const v = sim[base + r]!;
+      if (v > rScore[r]!) {
+        rScore[r] = v;
+        rIndex[r] = j;
+      }
+    }
+  }
 }
