@@ -157,6 +157,8 @@ export async function writeDeadLetters(ctx: DeadLetterStepContext & { pendingDea
  */
 export async function cutCheckpoint(ctx: StreamContext, log: Logger): Promise<void> {
   const startedAt = performance.now();
+  const rows = ctx.pendingRows;
+  const waitedMs = ctx.pendingSince === null ? 0 : Math.round(startedAt - ctx.pendingSince);
   const pending = await ctx.engine.cutCheckpoint();
   ctx.cuts.push({ startedAt, pending, deadLetters: ctx.pendingDeadLetters, commits: [...ctx.pendingCommits.values()] });
   ctx.pendingDeadLetters = [];
@@ -164,7 +166,7 @@ export async function cutCheckpoint(ctx: StreamContext, log: Logger): Promise<vo
   ctx.pendingRows = 0;
   ctx.pendingSince = null;
   ctx.metrics.bufferedRows.set(0);
-  log.debug({ seconds: (performance.now() - startedAt) / 1000, verdicts: pending.verdicts.length, stateSize: ctx.engine.size }, 'checkpoint cut');
+  log.debug({ seconds: (performance.now() - startedAt) / 1000, rows, waitedMs, backlog: ctx.backlog, verdicts: pending.verdicts.length, stateSize: ctx.engine.size }, 'checkpoint cut');
 }
 
 /** The cut's refused rows to the dead-letter topic, acknowledged before the state moves past them. */

@@ -109,6 +109,36 @@ describe('decodeKafkaRecords', () => {
     expect(recordLetter.record.value).toBe(wrongId.value);
   });
 
+  it('Arrow: a lone record is validated and normalized in place; a refused row keeps the values sent; more records after it are copied', () => {
+    const raw = rawBatch(5, 4);
+    raw.values[6] = Number.POSITIVE_INFINITY; // row 1
+    const sent = Float32Array.from(raw.values);
+    const [one] = fromMessages(clipMessagesArrow(raw));
+    const decoded = decodeKafkaRecords([one!], options);
+    const { ok, rejected } = validateRawBatch(decoded.raw, createValidationState(4), { ownsValues: true, normalize: true });
+    expect(ok.ids).toEqual(['clip-0', 'clip-2', 'clip-3', 'clip-4']);
+    // Unit length, bit for bit the scaling of the values sent (float64 sum in order, float32 result).
+    [0, 2, 3, 4].forEach((row, j) => {
+      const x = Array.from(sent.subarray(row * 4, row * 4 + 4));
+      const inv = 1 / Math.sqrt(x.reduce((a, v) => a + v * v, 0));
+      expect(Array.from(ok.embeddings.subarray(j * 4, j * 4 + 4))).toEqual(x.map((v) => Math.fround(v * inv)));
+    });
+    const letter = deadLetterForRow(decoded.rows[rejected[0]!.row!]!, rejected[0]!.reason);
+    const sentBack = tableFromIPC(letter.record.value).getChild('embedding')!.get(0)!.toArray() as Float32Array;
+    expect(Array.from(sentBack)).toEqual(Array.from(sent.subarray(4, 8)));
+
+    // Two Arrow records and a JSON record in one batch: every row's values as sent, in order.
+    const more = rawBatch(23, 4);
+    const records = [...fromMessages(clipMessagesArrow(more, { maxRows: 10 })), record('{"id":"extra","embedding":[1,2,3,4]}', 9)];
+    const mixed = decodeKafkaRecords(records, options);
+    expect(Array.from(mixed.raw.values)).toEqual([...Array.from(more.values), 1, 2, 3, 4]);
+    expect(mixed.raw.ids).toEqual([...more.ids, 'extra']);
+    // An error row after a lone Arrow record: the values stay the record's.
+    const withError = decodeKafkaRecords([fromMessages(clipMessagesArrow(more))[0]!, record('not json', 3)], options);
+    expect(Array.from(withError.raw.values)).toEqual(Array.from(more.values));
+    expect(withError.raw.offsets.at(-1)).toBe(more.values.length);
+  });
+
   it('fuzz: random bytes, truncations and bit flips never crash; every record is accepted or refused with a reason', () => {
     const rand = prng(7);
     const json = fromMessages(clipMessagesJson(rawBatch(20, 4)));

@@ -318,6 +318,14 @@ class RawBatchBuilder {
   readonly #nulls: number[] = [];
   #ends: Int32Array;
   #values: Float32Array;
+  /**
+   * The values of the batch's first Arrow record when it is all the batch holds so far: used as
+   * they are (no copy of the decoded floats) unless more rows follow. The caller owns them then
+   * (validation scales rows in place); a refused row is left as it was, so its dead letter,
+   * re-encoded from the record's table, carries the values the producer sent.
+   */
+  #borrowed: Float32Array | null = null;
+  readonly #expectedValues: number;
   #length = 0;
   readonly #meta: MetadataValue[][];
 
@@ -325,7 +333,9 @@ class RawBatchBuilder {
     this.#options = options;
     this.#meta = options.metadataFields.map(() => []);
     this.#ends = new Int32Array(Math.max(16, expectedRows));
-    this.#values = new Float32Array(Math.max(16, expectedValues));
+    // Allocated on the first copy: a batch of one Arrow record never needs it.
+    this.#expectedValues = Math.max(16, expectedValues);
+    this.#values = new Float32Array(0);
   }
 
   addErrorRow(reason: string, origin: RowOrigin, id: string | null = null): void {
@@ -347,8 +357,11 @@ class RawBatchBuilder {
 
   addArrowRows(ids: readonly (string | null)[], emb: { values: Float32Array; offsets: Int32Array; embeddingNull: Uint8Array }, meta: readonly MetadataValue[][], record: KafkaRecord, table: Table): void {
     const base = this.#length;
-    this.#reserve(emb.values.length);
-    this.#values.set(emb.values, base);
+    if (this.#ids.length === 0 && base === 0) this.#borrowed = emb.values;
+    else {
+      this.#reserve(emb.values.length);
+      this.#values.set(emb.values, base);
+    }
     this.#length += emb.values.length;
     for (let i = 0; i < ids.length; i++) {
       this.#push(ids[i]!, { record, rowInRecord: i, table }, null, emb.embeddingNull[i] === 1, base + emb.offsets[i + 1]!);
@@ -375,8 +388,15 @@ class RawBatchBuilder {
   }
 
   #reserve(extra: number): void {
+    if (this.#borrowed) {
+      // More rows after a borrowed record: from here on the builder's own array.
+      const borrowed = this.#borrowed;
+      this.#borrowed = null;
+      this.#values = new Float32Array(Math.max(this.#expectedValues, this.#length + extra));
+      this.#values.set(borrowed.subarray(0, this.#length));
+    }
     if (this.#length + extra <= this.#values.length) return;
-    const next = new Float32Array(Math.max(this.#values.length * 2, this.#length + extra));
+    const next = new Float32Array(Math.max(this.#values.length * 2, this.#length + extra, this.#expectedValues));
     next.set(this.#values.subarray(0, this.#length));
     this.#values = next;
   }
@@ -390,7 +410,7 @@ class RawBatchBuilder {
     return {
       ids: this.#ids,
       idType: this.#options.idType,
-      values: this.#values.subarray(0, this.#length),
+      values: (this.#borrowed ?? this.#values).subarray(0, this.#length),
       offsets,
       embeddingNull: Uint8Array.from(this.#nulls),
       metadata,
