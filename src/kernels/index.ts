@@ -39,6 +39,20 @@ async function withCpuPairsAbove(kernel: SimilarityKernel, threads: number | und
 }
 
 /**
+ * Run the calls a stream makes (assignment; the flush's one-product path) once on the first
+ * centroids, so their engine sessions are built and warm before the first clip is timed or kept
+ * waiting: a backend builds a session on first use (tens of milliseconds on the cpu backend).
+ */
+export async function warmUpStreamKernel(kernel: SimilarityKernel, centroids: Float32Array, dim: number): Promise<void> {
+  const rows = centroids.subarray(0, Math.min(2, Math.floor(centroids.length / dim)) * dim);
+  if (rows.length === 0) return;
+  await kernel.nearestCentroid(rows, centroids, dim);
+  const n = rows.length / dim;
+  const pos = Int32Array.from({ length: n }, (_, i) => i);
+  await kernel.crossRankedMax?.({ queries: rows, queryPos: pos, rows, rowPos: pos, rowOrder: pos, dim });
+}
+
+/**
  * Ranked pairwise for columns [colStart, colEnd) of a cluster whose rows (n × dim) are already in
  * rank order: only rows before colEnd are candidates, so no work is spent on the masked half.
  */

@@ -10,7 +10,9 @@
  *   While the context reports a backlog (rows already waiting behind the ones taken), the age
  *   limit stretches to `backlogFlushMaxMs`: those records are late anyway, and each checkpoint
  *   has a fixed cost (a kernel pass per touched cluster, a DuckDB commit), so small checkpoints
- *   would make a backlog drain several times slower. Caught up, `flushMaxMs` holds again.
+ *   would make a backlog drain several times slower; for the same reason the size limit doubles
+ *   (`backlogFlushMaxRows`, at most `maxBufferedRows`): a flush's GEMMs get more rows at once
+ *   and the per-checkpoint work is spread over more clips. Caught up, the limits hold again.
  * - `durable` (optional): run in order after the `checkpoint` steps, in the background, while the
  *   loop takes the next batches. They must work on what the `checkpoint` steps set aside, not on
  *   what the per-batch steps keep adding to. The durable steps of successive checkpoints run one
@@ -85,6 +87,8 @@ export interface StreamRunOptions {
   readonly flushMaxMs: number;
   /** The age limit while the source has a backlog. Default 10 × flushMaxMs. */
   readonly backlogFlushMaxMs?: number;
+  /** The size limit while the source has a backlog. Default 2 × flushMaxRows, at most maxBufferedRows. */
+  readonly backlogFlushMaxRows?: number;
   readonly maxBufferedRows: number;
   /** Stop taking batches, checkpoint what was taken, return. */
   readonly signal?: AbortSignal;
@@ -159,13 +163,21 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
 
   for (const s of topology.start) await timed(s.id, () => s.run(ctx, logOf(s.id)));
   const backlogFlushMaxMs = options.backlogFlushMaxMs ?? 10 * options.flushMaxMs;
+  const backlogFlushMaxRows = Math.min(options.backlogFlushMaxRows ?? 2 * options.flushMaxRows, options.maxBufferedRows);
   /** When the oldest waiting row is due for a checkpoint (null: nothing waits). */
   const dueAt = (): number | null => (ctx.pendingSince === null ? null : ctx.pendingSince + (ctx.backlog ? backlogFlushMaxMs : options.flushMaxMs));
 
-  const stopped = new Promise<'signal'>((resolve) => {
-    if (options.signal?.aborted) resolve('signal');
-    options.signal?.addEventListener('abort', () => resolve('signal'), { once: true });
-  });
+  // One stop promise per wait, dropped after it: a promise still pending after a Promise.race keeps
+  // a reaction that holds the race's outcome, so one run-long stop promise raced against every
+  // batch kept every batch taken so far (and through their record keys, each whole kafkajs fetch
+  // response: the drain's RSS grew with the topic).
+  let wakeOnStop: ((reason: 'signal') => void) | null = null;
+  options.signal?.addEventListener('abort', () => wakeOnStop?.('signal'), { once: true });
+  const stopOrAbort = (): Promise<'signal'> =>
+    new Promise<'signal'>((resolve) => {
+      wakeOnStop = resolve;
+      if (options.signal?.aborted) resolve('signal');
+    });
   const iterator = batches[Symbol.asyncIterator]();
   let next: Promise<IteratorResult<In>> | null = null;
   let reason: StreamStopReason = 'end';
@@ -179,7 +191,8 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
       const deadline = dueAt();
       let timer: NodeJS.Timeout | undefined;
       const due = deadline === null ? null : new Promise<'due'>((resolve) => (timer = setTimeout(() => resolve('due'), Math.max(0, deadline - performance.now()))));
-      const got = await Promise.race([next, stopped, ...(due ? [due] : [])]);
+      const got = await Promise.race([next, stopOrAbort(), ...(due ? [due] : [])]);
+      wakeOnStop = null;
       clearTimeout(timer);
       if (got === 'signal') {
         reason = 'signal';
@@ -207,7 +220,7 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
         } finally {
           options.resume?.();
         }
-      } else if (ctx.pendingRows >= options.flushMaxRows || performance.now() >= (dueAt() ?? Infinity)) {
+      } else if (ctx.pendingRows >= (ctx.backlog ? backlogFlushMaxRows : options.flushMaxRows) || performance.now() >= (dueAt() ?? Infinity)) {
         await checkpoint();
       }
     }

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { streamTopology } from '../../topologies/stream.js';
 import { readCentroids } from '../assign/centroids.js';
-import { createKernel } from '../kernels/index.js';
+import { createKernel, warmUpStreamKernel } from '../kernels/index.js';
 import { createStreamMetrics } from '../runtime/metrics.js';
 import type { StreamMetrics } from '../runtime/metrics.js';
 import { runStreamTopology } from '../runtime/stream-runner.js';
@@ -71,6 +71,7 @@ export async function runStream(config: StreamConfig, hooks: StreamRunHooks): Pr
     await store.checkIdentity(identity, statePath);
     const kernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
     closers.add(() => kernel.close());
+    await warmUpStreamKernel(kernel, centroids, dim);
     const engine = await DedupEngine.create(
       { centroids, dim, rankSpec, idType: config.idType, kernel, eps: config.eps, flushMaxRows: config.flushMaxRows, metadataFields: config.metadataFields, ...probe, stateMemoryMb: config.stateMemoryMb },
       store,

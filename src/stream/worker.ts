@@ -27,7 +27,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Counter, Gauge } from 'prom-client';
 import { readCentroids } from '../assign/centroids.js';
-import { createKernel } from '../kernels/index.js';
+import { createKernel, warmUpStreamKernel } from '../kernels/index.js';
 import type { SimilarityKernel } from '../kernels/types.js';
 import type { Logger } from '../runtime/logging.js';
 import { createStreamMetrics } from '../runtime/metrics.js';
@@ -437,6 +437,7 @@ export async function runWorker(config: StreamConfig, hooks: StreamRoleHooks): P
   try {
     const kernel: SimilarityKernel = await createKernel(config.backend, { warn: (msg) => logger.warn(msg) });
     closers.add(() => kernel.close());
+    await warmUpStreamKernel(kernel, centroids, dim);
     const client = createKafkaClient({ ...(await kafkaConnectionOf(config)), logger });
     const admin = await client.connectAdmin();
     let internalPartitions: number;

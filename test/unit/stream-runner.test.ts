@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/runtime/logging.js';
 import { step } from '../../src/runtime/runner.js';
@@ -65,6 +67,20 @@ describe('runStreamTopology', () => {
     await runStreamTopology(topology, ctx, source([3, 'wait 150', 4, 'wait 400', 1]), silentLogger(), opts);
     // 40 ms × 10 = 400 ms: the first checkpoint waits past the 150 ms pause.
     expect(ctx.events).toEqual(['start', 'batch 3', 'batch 4', 'checkpoint 7', 'batch 1', 'checkpoint 1']);
+  });
+
+  it('doubles the size limit while the source has a backlog (capped by maxBufferedRows)', async () => {
+    const ctx = newCtx();
+    ctx.backlog = true;
+    await runStreamTopology(topology, ctx, source([15, 15, 15]), silentLogger(), { ...opts, flushMaxMs: 60_000 });
+    expect(ctx.events).toEqual(['start', 'batch 15', 'batch 15', 'batch 15', 'checkpoint 45']);
+    const capped = newCtx();
+    capped.backlog = true;
+    await runStreamTopology(topology, capped, source([15, 15, 15]), silentLogger(), { ...opts, flushMaxMs: 60_000, maxBufferedRows: 25, pause: () => {}, resume: () => {} });
+    expect(capped.events).toEqual(['start', 'batch 15', 'batch 15', 'checkpoint 30', 'batch 15', 'checkpoint 15']);
+    const caughtUp = newCtx();
+    await runStreamTopology(topology, caughtUp, source([15, 15, 15]), silentLogger(), { ...opts, flushMaxMs: 60_000 });
+    expect(caughtUp.events).toEqual(['start', 'batch 15', 'batch 15', 'checkpoint 30', 'batch 15', 'checkpoint 15']);
   });
 
   it('a batch ended early by a step still counts; an abort checkpoints what was taken and stops', async () => {
@@ -185,5 +201,49 @@ describe('runStreamTopology', () => {
       ],
     });
     await expect(runStreamTopology(failing, newCtx(), source([20, 'wait 20', 1, 1]), silentLogger(), { ...opts, flushMaxMs: 60_000 })).rejects.toThrow('disk full');
+  });
+  it('does not keep the batches it is done with (their fetch buffers), however long it runs', async () => {
+    // A stop promise pending for the whole run and raced against each batch kept every batch
+    // reachable from its reactions: a 200k-clip drain held all its Kafka fetch responses.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const taken: WeakRef<object>[] = [];
+    let alive = -1;
+    interface Batch {
+      readonly rows: number;
+      readonly payload: Float32Array;
+    }
+    const holding = defineStreamTopology<Ctx, Batch>('holding', {
+      start: [],
+      perBatch: pipeline<Ctx, Batch>().then('take', async (batch, ctx) => {
+        ctx.pendingSince ??= performance.now();
+        ctx.pendingRows += batch.rows;
+        if (taken.length === 30) {
+          await sleep(0); // WeakRef targets stay alive until the job that made them ends
+          gc();
+          alive = taken.filter((r) => r.deref() !== undefined).length;
+        }
+        return null;
+      }),
+      checkpoint: [
+        step('cut', async (ctx) => {
+          ctx.pendingRows = 0;
+          ctx.pendingSince = null;
+        }),
+      ],
+    });
+    async function* batches(): AsyncGenerator<Batch> {
+      for (let i = 0; i < 30; i++) {
+        const batch = { rows: 1, payload: new Float32Array(1 << 16) };
+        taken.push(new WeakRef(batch));
+        yield batch;
+        await sleep(1);
+      }
+    }
+    const controller = new AbortController();
+    await runStreamTopology(holding, newCtx(), batches(), silentLogger(), { ...opts, flushMaxRows: 1000, signal: controller.signal });
+    // The batch being processed, and at most the one before it.
+    expect(alive).toBeGreaterThanOrEqual(1);
+    expect(alive).toBeLessThanOrEqual(2);
   });
 });
