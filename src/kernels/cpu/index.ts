@@ -17,7 +17,11 @@ export interface CpuKernelOptions {
   /**
    * Queries are sorted by rank and handled in groups of this many rows. Each group needs the rank
    * mask only over the candidates between its first and last query, so the masked (and wasted)
-   * part of a triangle block shrinks with the group; smaller groups mean smaller GEMMs. Default 256.
+   * part of a triangle block shrinks with the group; smaller groups mean smaller GEMMs. Default
+   * 256 rows at more than 512 dimensions, 512 rows at 512 or fewer: a group's GEMM needs about as
+   * many rows × dims to run at full speed (measured, `npx tsx bench/kernels.ts`: pairwise 4000 ×
+   * 512 at 256 rows 154–162 GFLOP/s, at 512 rows 172–176, same wall time or less; 4000 × 768 at
+   * 512 rows 5 % slower than at 256).
    */
   readonly groupRows?: number;
   /**
@@ -26,6 +30,15 @@ export interface CpuKernelOptions {
    * threads steal the cores the GEMM needs; measured under load it doubled a pairwise run's time.
    */
   readonly spinThreads?: boolean;
+  /**
+   * Largest distance matrix one assignment call materializes, in float32 elements (default 4M =
+   * 16 MiB, at most `maxMatrixElements`); bigger inputs go in row blocks of about equal size.
+   * A 10000 × 1000 matrix (40 MB) in one call ran at 0.94–0.96× NumPy in the kernel benchmark,
+   * where pairwise calls before it leave the session's memory in other shapes, and 1.1× in row
+   * blocks: the blocks are reused from call to call, and are still in cache for the ArgMin and
+   * ReduceMin after the GEMM.
+   */
+  readonly assignMatrixElements?: number;
   /** Called with (rows, columns, dim) of every GEMM the kernel runs: for benchmarks' FLOP counts. */
   readonly onGemm?: (rows: number, columns: number, dim: number) => void;
 }
@@ -73,6 +86,12 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     throw new InputError(`threads must be a positive integer, got ${threads}`, { context: { field: 'threads' } });
   }
   const maxMatrixElements = options.maxMatrixElements ?? 16 * 1024 * 1024;
+  const assignMatrixElements = Math.min(maxMatrixElements, options.assignMatrixElements ?? 4 * 1024 * 1024);
+  /** Bounds of row blocks of about equal size whose [rows, k] matrix fits assignMatrixElements. */
+  const assignBlocks = (n: number, k: number): number[] => {
+    const count = Math.ceil(n / Math.max(1, Math.floor(assignMatrixElements / k)));
+    return Array.from({ length: count + 1 }, (_, i) => Math.round((i * n) / count));
+  };
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
@@ -97,7 +116,7 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
 
   // Tensors wrap the caller's typed arrays (subarrays included): no copy on our side.
   const f32 = (data: Float32Array, rows: number, cols: number) => new ort.Tensor('float32', data, [rows, cols]);
-  const groupRows = options.groupRows ?? 256;
+  const groupRowsFor = (dim: number) => options.groupRows ?? (dim <= 512 ? 512 : 256);
   const onGemm = options.onGemm ?? (() => {});
 
   /**
@@ -161,6 +180,7 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     // The band after it, per group of rank-sorted queries: unmasked up to the group's first
     // query, masked only between its first and last query; nothing at or after its last query.
     let usedOverall = 0;
+    const groupRows = groupRowsFor(dim);
     for (let g0 = 0; g0 < m; g0 += groupRows) {
       const g1 = Math.min(m, g0 + groupRows);
       const count = g1 - g0;
@@ -197,9 +217,9 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     if (k === 0) throw new InputError('nearestCentroid needs at least one centroid', { context: { field: 'centroids' } });
     const s = await session('nearestCentroid');
     const centroidTensor = f32(centroids.subarray(0, k * dim), k, dim);
-    const blockRows = Math.max(1, Math.floor(maxMatrixElements / k));
-    for (let start = 0; start < n; start += blockRows) {
-      const end = Math.min(n, start + blockRows);
+    const bounds = assignBlocks(n, k);
+    for (let b = 1; b < bounds.length; b++) {
+      const [start, end] = [bounds[b - 1]!, bounds[b]!];
       const out = await s.run({ x: f32(x.subarray(start * dim, end * dim), end - start, dim), centroids: centroidTensor });
       onGemm(end - start, k, dim);
       index.set(out.index!.data as Int32Array, start);
@@ -221,9 +241,9 @@ export async function createCpuKernel(options: CpuKernelOptions = {}): Promise<S
     const scatter = await session('scatterAddRows');
     const centroidTensor = f32(centroids.subarray(0, k * dim), k, dim);
     const zeros = f32(new Float32Array(k * dim), k, dim);
-    const blockRows = Math.max(1, Math.floor(maxMatrixElements / k));
-    for (let start = 0; start < n; start += blockRows) {
-      const end = Math.min(n, start + blockRows);
+    const bounds = assignBlocks(n, k);
+    for (let b = 1; b < bounds.length; b++) {
+      const [start, end] = [bounds[b - 1]!, bounds[b]!];
       const xTensor = f32(x.subarray(start * dim, end * dim), end - start, dim);
       const out = await s.run({
         x: xTensor,
