@@ -2,6 +2,7 @@ import { hashRows } from '../kernels/first-identical-row.js';
 import type { SimilarityKernel } from '../kernels/types.js';
 import { compareRankKeys, type RankFields } from '../rank/index.js';
 import type { IdType, RankSpec } from '../shared/types.js';
+import { allocateSlotArrays, type SlotArrays, type SlotArraySource } from './slot-array-pool.js';
 
 /** A clip entering a cluster: unit-length embedding plus the fields that fix its rank. */
 export interface IncomingClip {
@@ -91,6 +92,9 @@ const DIRTY = 2; // changed since the last checkpoint
 /** Estimated bytes per member beyond its typed-array rows: the rank fields object and its id. */
 const RANK_FIELDS_BYTES = 200;
 
+/** Bytes per slot of the typed arrays besides the embedding (raw score, raw max, flags, link, home, order, row hash). */
+const SLOT_BYTES = 8 + 4 + 1 + 4 + 4 + 4 + 4;
+
 /**
  * One cluster's ranked state for incremental dedup ("Why streaming can be exact"): members kept
  * in rank order with their raw max similarity over members ranked before them. Adding clips
@@ -128,12 +132,16 @@ export class ClusterState {
   /** Per slot: `hashRows` of its embedding, computed once (the kernel's identical-row check). */
   #rowHash: Int32Array;
   #dirty = 0;
+  /** Where growth takes its arrays and gives the old ones (a budgeted engine's pool); null: allocate. */
+  readonly #arrays: SlotArraySource | null;
 
-  constructor(centroid: number, dim: number, spec: RankSpec, idType: IdType) {
+  /** `arrays`: take slot arrays from it and give them back on growth and `releaseArrays` (default: allocate). */
+  constructor(centroid: number, dim: number, spec: RankSpec, idType: IdType, arrays: SlotArraySource | null = null) {
     this.centroid = centroid;
     this.dim = dim;
     this.#spec = spec;
     this.#idType = idType;
+    this.#arrays = arrays;
     this.#emb = new Float32Array(0);
     this.#rawScore = new Float64Array(0);
     this.#rawMax = new Int32Array(0);
@@ -155,6 +163,16 @@ export class ClusterState {
     return n;
   }
 
+  /** About what `residentBytes` is right after `restore` of `n` members of `dim` floats. */
+  static restoredBytes(n: number, dim: number): number {
+    return ClusterState.#restoreCapacity(n) * (dim * 4 + SLOT_BYTES) + n * RANK_FIELDS_BYTES;
+  }
+
+  /** Room for the clips that made the caller load it, so the next flush does not regrow it at once. */
+  static #restoreCapacity(n: number): number {
+    return n + Math.max(64, n >> 3);
+  }
+
   /** Memory the state holds (typed arrays at capacity plus an estimate per member's rank fields). */
   get residentBytes(): number {
     const arrays = this.#emb.byteLength + this.#rawScore.byteLength + this.#rawMax.byteLength + this.#flags.byteLength + this.#link.byteLength + this.#home.byteLength + this.#order.byteLength + this.#rowHash.byteLength;
@@ -166,13 +184,12 @@ export class ClusterState {
     return this.#dirty;
   }
 
-  /** Restore from persisted members (any order); they count as stored. */
-  static restore(centroid: number, dim: number, spec: RankSpec, idType: IdType, members: readonly MemberRecord[]): ClusterState {
-    const state = new ClusterState(centroid, dim, spec, idType);
+  /** Restore from persisted members (any order); they count as stored. `arrays`: as the constructor's. */
+  static restore(centroid: number, dim: number, spec: RankSpec, idType: IdType, members: readonly MemberRecord[], arrays: SlotArraySource | null = null): ClusterState {
+    const state = new ClusterState(centroid, dim, spec, idType, arrays);
     const sorted = [...members].sort((a, b) => compareRankKeys(a.rank, b.rank, spec, idType));
     const n = sorted.length;
-    // Room for the clips that made the caller load it, so the next flush does not regrow it at once.
-    state.#reserve(n + Math.max(64, n >> 3));
+    state.#reserve(ClusterState.#restoreCapacity(n));
     const slotOf = new Map(sorted.map((m, i) => [m.rank.id, i]));
     sorted.forEach((m, i) => {
       state.#ranks[i] = m.rank;
@@ -308,28 +325,58 @@ export class ClusterState {
     return true;
   }
 
-  /** Room for `n` members: capacity doubles, so appends copy each row about once on average. */
+  /** The slot arrays as one value (for the pool). */
+  #slotArrays(): SlotArrays {
+    return { emb: this.#emb, rawScore: this.#rawScore, rawMax: this.#rawMax, flags: this.#flags, link: this.#link, home: this.#home, order: this.#order, rowHash: this.#rowHash };
+  }
+
+  #adopt(a: SlotArrays): void {
+    this.#emb = a.emb;
+    this.#rawScore = a.rawScore;
+    this.#rawMax = a.rawMax;
+    this.#flags = a.flags;
+    this.#link = a.link;
+    this.#home = a.home;
+    this.#order = a.order;
+    this.#rowHash = a.rowHash;
+  }
+
+  /**
+   * Room for `n` members: capacity doubles (unless the state's source says otherwise), so appends
+   * copy each row about once on average. The new arrays come from the source when it has some
+   * (they may be bigger), the old ones go back to it.
+   */
   #reserve(n: number): void {
     const cap = this.#rawScore.length;
     if (n <= cap) return;
-    const next = Math.max(n, cap * 2, 64);
     const { dim } = this;
+    const want = Math.max(n, this.#arrays?.growTo?.(n, cap) ?? cap * 2, 64);
+    const next = this.#arrays?.take(want) ?? allocateSlotArrays(want, dim);
     const size = this.#size;
-    const grow = <T extends Float32Array | Float64Array | Int32Array | Uint8Array>(old: T, make: (len: number) => T, per: number): T => {
-      const a = make(next * per);
-      a.set(old.subarray(0, size * per));
-      return a;
-    };
-    // Not zero-filled: slots past the size are always written before they are read, and zeroing
-    // the doubled embedding matrix cost as much as copying the old one.
-    this.#emb = grow(this.#emb, (l) => new Float32Array(Buffer.allocUnsafeSlow(l * 4).buffer, 0, l), dim);
-    this.#rawScore = grow(this.#rawScore, (l) => new Float64Array(l), 1);
-    this.#rawMax = grow(this.#rawMax, (l) => new Int32Array(l), 1);
-    this.#flags = grow(this.#flags, (l) => new Uint8Array(l), 1);
-    this.#link = grow(this.#link, (l) => new Int32Array(l), 1);
-    this.#home = grow(this.#home, (l) => new Int32Array(l), 1);
-    this.#order = grow(this.#order, (l) => new Int32Array(l), 1);
-    this.#rowHash = grow(this.#rowHash, (l) => new Int32Array(l), 1);
+    if (size > 0) {
+      next.emb.set(this.#emb.subarray(0, size * dim));
+      next.rawScore.set(this.#rawScore.subarray(0, size));
+      next.rawMax.set(this.#rawMax.subarray(0, size));
+      next.flags.set(this.#flags.subarray(0, size));
+      next.link.set(this.#link.subarray(0, size));
+      next.home.set(this.#home.subarray(0, size));
+      next.order.set(this.#order.subarray(0, size));
+      next.rowHash.set(this.#rowHash.subarray(0, size));
+    }
+    if (cap > 0) this.#arrays?.release(this.#slotArrays());
+    this.#adopt(next);
+  }
+
+  /**
+   * Give the slot arrays back to the state's source (the engine evicts it); the state is then
+   * empty and must not be used again.
+   */
+  releaseArrays(): void {
+    if (this.#rawScore.length > 0) this.#arrays?.release(this.#slotArrays());
+    this.#adopt(allocateSlotArrays(0, this.dim));
+    this.#ranks = [];
+    this.#size = 0;
+    this.#dirty = 0;
   }
 
   /**

@@ -5,6 +5,7 @@ import { invariant } from '../shared/errors.js';
 import type { ClipBatch, IdType, MetadataValue, RankSpec } from '../shared/types.js';
 import type { SourcePosition, StateStore, StoredMember, StoredProbeEntry } from '../store/state-store.js';
 import { ClusterState, MemberChanges, type IncomingClip, type MemberRecord, type SetRaise, type Verdict } from './cluster-state.js';
+import { SlotArrayPool, type SlotArraySource } from './slot-array-pool.js';
 
 export interface DedupEngineOptions {
   /** k × dim centroids (NeMo kmeans_centroids.npy). */
@@ -65,6 +66,9 @@ function foldVerdict(id: string, fold: ProbeFold): Verdict {
 
 const MIB = 1024 * 1024;
 
+/** Most bytes of evicted states' arrays kept for reuse under a budget (see `SlotArrayPool`). */
+const POOL_MAX_BYTES = 64 * MIB;
+
 /** A checkpoint cut by `DedupEngine.cutCheckpoint`: its verdicts, and the write that makes it durable. */
 export interface PendingCheckpoint {
   /** Duplicate verdicts changed since the previous cut: publish them once `persist` resolved. */
@@ -110,6 +114,22 @@ export class DedupEngine {
   #writesSettled: Promise<void> = Promise.resolve();
   /** Releases of cut checkpoints whose write has not settled (see `abandonPendingCheckpoints`). */
   readonly #unsettledCuts = new Set<() => void>();
+  /**
+   * Under a budget: arrays of evicted and grown-out states, reused by the states loaded next (a
+   * reload otherwise allocated a new matrix while the evicted ones waited for the GC).
+   */
+  readonly #pool: SlotArrayPool | null;
+  readonly #arraySources: (SlotArraySource | null)[];
+  /** Checkpoints cut so far, and the last one whose write settled (writes settle in cut order). */
+  #epoch = 0;
+  #settledEpoch = 0;
+  /**
+   * Per cluster: the last cut whose write, still to run, holds views of the state's rows (0:
+   * none). Its arrays are reused only after that write settled.
+   */
+  readonly #pinEpoch: number[];
+  /** Checkpoints were abandoned: their epochs never settle, so nothing pooled is reused. */
+  #abandoned = false;
   /** Flush latency of the last kernel passes, for metrics. */
   lastFlushMs = 0;
   clipsAdded = 0;
@@ -131,6 +151,39 @@ export class DedupEngine {
     this.#buffers = Array.from({ length: this.#k }, () => []);
     const mb = options.stateMemoryMb;
     this.#budgetBytes = store && mb !== undefined && Number.isFinite(mb) ? mb * MIB : Infinity;
+    this.#pool = this.#budgetBytes === Infinity ? null : new SlotArrayPool(Math.min(POOL_MAX_BYTES, this.#budgetBytes / 4));
+    this.#pinEpoch = new Array<number>(this.#k).fill(0);
+    this.#arraySources = Array.from({ length: this.#k }, (_, c) => this.#arraySourceOf(c));
+  }
+
+  /** Cluster c's way to the pool: arrays it gives back wait for the write that may still read them. */
+  #arraySourceOf(c: number): SlotArraySource | null {
+    const pool = this.#pool;
+    if (!pool) return null;
+    return {
+      take: (capacity) => (this.#abandoned ? null : pool.take(capacity, this.#settledEpoch)),
+      release: (arrays) => {
+        if (!this.#abandoned) pool.release(arrays, this.#pinEpoch[c]!);
+      },
+      growTo: (needed, current) => this.#growTo(needed, current),
+    };
+  }
+
+  /**
+   * A state's next capacity: doubled while that still fits the budget (appends copy each row about
+   * once), else an eighth more than needed — a doubled matrix near the budget evicted other states
+   * for slack, and came back as arrays too big for the states loaded next.
+   */
+  #growTo(needed: number, current: number): number {
+    const doubled = Math.max(needed, current * 2);
+    if (this.residentBytes + (doubled - current) * this.options.dim * 4 <= this.#budgetBytes) return doubled;
+    return needed + Math.max(64, needed >> 3);
+  }
+
+  /** Reuse of evicted states' arrays (tests and logs): reused / released / dropped, and bytes held. */
+  get arrayPool(): { reused: number; released: number; dropped: number; bytes: number } {
+    const p = this.#pool;
+    return { reused: p?.reused ?? 0, released: p?.released ?? 0, dropped: p?.dropped ?? 0, bytes: p?.bytes ?? 0 };
   }
 
   /**
@@ -257,11 +310,13 @@ export class DedupEngine {
     if (this.#store && this.#entries[c]! > 0) {
       // A write in flight or still to come may hold its members (and uses the store's connection).
       await this.#writesSettled;
-      state = ClusterState.restore(c, dim, rankSpec, idType, await this.#store.loadMembers(c));
+      // Room first: the arrays of the states evicted for it are then there to be reused.
+      this.#evictOverBudget(false, ClusterState.restoredBytes(this.#entries[c]!, dim));
+      state = ClusterState.restore(c, dim, rankSpec, idType, await this.#store.loadMembers(c), this.#arraySources[c]);
       invariant(state.size === this.#entries[c], `cluster ${c}: the store holds ${state.size} members, the engine counted ${this.#entries[c]}`);
       this.statesLoaded++;
     } else {
-      state = new ClusterState(c, dim, rankSpec, idType);
+      state = new ClusterState(c, dim, rankSpec, idType, this.#arraySources[c]);
     }
     this.#states[c] = state;
     this.#lru.add(c);
@@ -270,20 +325,23 @@ export class DedupEngine {
   }
 
   /**
-   * Evict least recently used states until the resident ones fit the budget. Only states whose
-   * members are all in the store (nothing changed since the last checkpoint) can go; while clips
-   * are added the most recently used one stays (it is being worked on).
+   * Evict least recently used states until the resident ones fit the budget (with `room` bytes to
+   * spare). Only states whose members are all in the store (nothing changed since the last
+   * checkpoint) can go; while clips are added the most recently used one stays (it is being
+   * worked on).
    */
-  #evictOverBudget(keepMostRecent = true): void {
+  #evictOverBudget(keepMostRecent = true, room = 0): void {
     if (this.#budgetBytes === Infinity) return;
+    const limit = this.#budgetBytes - room;
     let bytes = this.residentBytes;
-    if (bytes <= this.#budgetBytes) return;
+    if (bytes <= limit) return;
     let left = this.#lru.size;
     for (const c of [...this.#lru]) {
-      if (bytes <= this.#budgetBytes || (keepMostRecent && --left === 0)) break;
+      if (bytes <= limit || (keepMostRecent && --left === 0)) break;
       const state = this.#states[c]!;
       if (state.dirtyCount > 0) continue;
       bytes -= state.residentBytes;
+      state.releaseArrays();
       this.#states[c] = null;
       this.#lru.delete(c);
       this.statesEvicted++;
@@ -355,6 +413,7 @@ export class DedupEngine {
     // before its write is durable is read back only after that write).
     this.#evictOverBudget(false);
     const store = this.#store;
+    const epoch = ++this.#epoch;
     let write: () => Promise<void> = async () => {};
     if (!store) {
       await this.flushAll();
@@ -367,7 +426,7 @@ export class DedupEngine {
       const positions = [...this.#positions.values()];
       write = () => store.checkpoint(changes, positions);
     } else {
-      write = await this.#cutWithinBudget(store);
+      write = await this.#cutWithinBudget(store, epoch);
     }
     const verdicts = [...this.#pendingVerdicts.values()];
     this.#pendingVerdicts.clear();
@@ -385,6 +444,7 @@ export class DedupEngine {
         const done = write();
         const settle = () => {
           this.#unsettledCuts.delete(release);
+          this.#settledEpoch = Math.max(this.#settledEpoch, epoch);
           release();
         };
         done.then(settle, settle);
@@ -400,6 +460,8 @@ export class DedupEngine {
   abandonPendingCheckpoints(): void {
     for (const release of this.#unsettledCuts) release();
     this.#unsettledCuts.clear();
+    this.#abandoned = true;
+    this.#pool?.clear();
   }
 
   /**
@@ -411,30 +473,46 @@ export class DedupEngine {
    * here: the caller makes other things durable first (dead letters) — until then the open
    * transaction holds the store, and reads wait for it (`#writesSettled`).
    */
-  async #cutWithinBudget(store: StateStore): Promise<() => Promise<void>> {
+  async #cutWithinBudget(store: StateStore, epoch: number): Promise<() => Promise<void>> {
     let changes = new MemberChanges();
+    /** Clusters whose rows `changes` holds views of. */
+    let taken: number[] = [];
     let begun = false;
+    // Append what was taken to the open transaction (opened on the first spill). Once the rows are
+    // written out, the arrays they were views of may be reused: every earlier cut's write settled
+    // before this transaction began.
+    const spill = async () => {
+      if (!begun) {
+        // The store's connection is free once the writes cut before this one are done.
+        await this.#writesSettled;
+        await store.beginCheckpoint();
+        this.checkpointSpills++;
+        begun = true;
+      }
+      await store.appendChanges(changes);
+      await store.embeddingsWritten();
+      for (const t of taken) this.#pinEpoch[t] = 0;
+      changes = new MemberChanges();
+      taken = [];
+    };
     try {
       for (let c = 0; c < this.#k; c++) {
+        // Loading it will evict states: spill first, so that their arrays are free for it.
+        const loads = this.#states[c] === null && this.#buffers[c]!.length > 0 && this.#entries[c]! > 0;
+        if (loads && taken.length > 0 && this.residentBytes + ClusterState.restoredBytes(this.#entries[c]!, this.options.dim) > this.#budgetBytes) await spill();
         await this.#flushCluster(c);
         const state = this.#states[c];
         if (!state || state.dirtyCount === 0) continue;
         state.takeChanges(changes);
+        taken.push(c);
+        this.#pinEpoch[c] = epoch;
         if (this.residentBytes <= this.#budgetBytes) continue;
-        if (!begun) {
-          // The store's connection is free once the writes cut before this one are done.
-          await this.#writesSettled;
-          await store.beginCheckpoint();
-          this.checkpointSpills++;
-        }
-        begun = true;
-        await store.appendChanges(changes);
-        changes = new MemberChanges();
+        await spill();
         this.#evictOverBudget(false);
       }
       const positions = [...this.#positions.values()];
       if (!begun) return () => store.checkpoint(changes, positions);
-      await store.appendChanges(changes);
+      await spill();
       return async () => {
         try {
           await store.commitCheckpoint(positions);

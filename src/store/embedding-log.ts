@@ -105,6 +105,14 @@ export class EmbeddingLog {
     return first;
   }
 
+  /**
+   * Every append so far handed to the kernel (its rows may change from then on), not yet synced.
+   * A failed write is reported by `sync`.
+   */
+  async written(): Promise<void> {
+    await Promise.all(this.#pending);
+  }
+
   /** Every append so far written and on disk; throws when a write failed. */
   async sync(): Promise<void> {
     const pending = this.#pending;

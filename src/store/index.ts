@@ -22,7 +22,7 @@ export class Store {
    * DuckDB's 122880: a checkpoint rewrites the last, partly filled row group of a table, so small
    * frequent appends (streaming state) cost O(table) each with big groups, O(appended) with small.
    */
-  static async open(path: string, options: { threads?: number; memoryLimit?: string; rowGroupSize?: number } = {}): Promise<Store> {
+  static async open(path: string, options: { threads?: number; memoryLimit?: string; rowGroupSize?: number; checkpointThresholdMb?: number } = {}): Promise<Store> {
     const config = { threads: String(options.threads ?? 2), memory_limit: options.memoryLimit ?? '1GB' };
     if (options.rowGroupSize === undefined) {
       const instance = await DuckDBInstance.create(path, config);
@@ -35,7 +35,8 @@ export class Store {
       await connection.run(`ATTACH ${sqlString(path)} AS ${sqlIdent(ATTACHED)} (ROW_GROUP_SIZE ${Math.floor(options.rowGroupSize)})`);
       await connection.run(`USE ${sqlIdent(ATTACHED)}`);
       // Appends go to the WAL; folding it into the file every 16 MB (the default) rewrote state mid-drain.
-      await connection.run("SET checkpoint_threshold = '256MB'");
+      // Until it is folded in, the changed rows also stay in memory (a caller short of it asks for less).
+      await connection.run(`SET checkpoint_threshold = '${Math.round(options.checkpointThresholdMb ?? 256)}MB'`);
     } catch (err) {
       connection.closeSync();
       instance.closeSync();

@@ -94,6 +94,16 @@ export function stateStoreMemoryMb(budgetMb: number): number {
   return Math.min(1024, budgetMb);
 }
 
+/**
+ * WAL size at which DuckDB folds a state file's WAL into it, for a DuckDB memory limit of
+ * `memoryLimitMb`: a quarter of it, between 16 and 256 MB. Rows changed since the last fold stay
+ * in DuckDB's memory (a 200k-clip drain under a 256 MB budget held ~80 MB of them by the end with
+ * 256 MB); the default budget (1 GB) keeps 256 MB, what drains were tuned with.
+ */
+export function stateCheckpointThresholdMb(memoryLimitMb: number): number {
+  return Math.min(256, Math.max(16, Math.round(memoryLimitMb / 4)));
+}
+
 /** Row group size of state files: see `Store.open` (checkpoints stay O(appended rows)). */
 const STATE_ROW_GROUP_SIZE = 2048;
 
@@ -142,11 +152,13 @@ export class StateStore {
 
   /**
    * `memoryLimitMb`: DuckDB's buffer pool for this file (default 1 GB). Under a state memory budget
-   * the caller sizes it too: appended members otherwise stay cached in DuckDB's memory.
+   * the caller sizes it too: appended members otherwise stay cached in DuckDB's memory. The WAL is
+   * folded in sooner when it is small (`stateCheckpointThresholdMb`).
    */
   static async open(path: string, options: { memoryLimitMb?: number } = {}): Promise<StateStore> {
-    const memoryLimit = options.memoryLimitMb === undefined ? undefined : `${Math.max(32, Math.round(options.memoryLimitMb))}MB`;
-    const store = await Store.open(path, { rowGroupSize: STATE_ROW_GROUP_SIZE, memoryLimit });
+    const mb = options.memoryLimitMb;
+    const memoryLimit = mb === undefined ? undefined : `${Math.max(32, Math.round(mb))}MB`;
+    const store = await Store.open(path, { rowGroupSize: STATE_ROW_GROUP_SIZE, memoryLimit, checkpointThresholdMb: mb === undefined ? undefined : stateCheckpointThresholdMb(mb) });
     let embeddings: EmbeddingLog | null = null;
     try {
       await store.run('CREATE TABLE IF NOT EXISTS positions (source VARCHAR, partition INTEGER, next_offset VARCHAR, PRIMARY KEY (source, partition))');
@@ -329,6 +341,14 @@ export class StateStore {
       }
       this.#raisedPending = true;
     }
+  }
+
+  /**
+   * The embedding rows of every `appendChanges` so far have been written out (not yet synced): the
+   * arrays they were views of may be reused.
+   */
+  async embeddingsWritten(): Promise<void> {
+    await this.#embeddings.written();
   }
 
   /** Apply the raw-max updates, record the positions and the embedding file's length, and commit. */

@@ -1,8 +1,8 @@
 /**
  * The state store and the engine's memory budget: a pre-multi-probe state file is migrated to
  * (centroid, id) keys; with `stateMemoryMb` the resident cluster states stay under the budget
- * after every checkpoint while states are evicted and reloaded, and the verdicts equal an
- * unbudgeted engine's.
+ * after every checkpoint while states are evicted and reloaded (their arrays reused, never while a
+ * checkpoint write still reads them), and the verdicts equal an unbudgeted engine's.
  */
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
@@ -11,6 +11,7 @@ import { createJsKernel } from '../../src/kernels/index.js';
 import type { ClipBatch, RankSpec } from '../../src/shared/types.js';
 import { DedupEngine, type DedupEngineOptions } from '../../src/state/dedup-engine.js';
 import type { Verdict } from '../../src/state/cluster-state.js';
+import { SlotArrayPool, allocateSlotArrays } from '../../src/state/slot-array-pool.js';
 import { StateStore, stateIdentity } from '../../src/store/state-store.js';
 import { gaussian, prng, tempDir } from '../helpers/fixtures.js';
 
@@ -84,10 +85,84 @@ describe('state memory budget', () => {
     expect(budgeted!.statesEvicted).toBeGreaterThan(20);
     expect(budgeted!.statesLoaded).toBeGreaterThan(20);
     expect(budgeted!.checkpointSpills).toBeGreaterThan(0);
+    // Reloaded states take the arrays of evicted ones rather than new ones.
+    expect(budgeted!.arrayPool.reused).toBeGreaterThan(10);
     const [all, bounded] = results as [Map<string, Verdict>, Map<string, Verdict>];
     expect(bounded.size).toBe(2400);
     expect([...bounded.values()].filter((v) => v.score >= 0.95).length).toBeGreaterThan(100);
     for (const [id, v] of all) expect(bounded.get(id), id).toEqual(v);
+  });
+});
+
+describe('reuse of evicted states\' arrays', () => {
+  it('the pool hands out arrays only after their write settled, big enough and not much bigger, and drops the smallest first', () => {
+    const dim = 4;
+    const pool = new SlotArrayPool(1 << 20);
+    const a = allocateSlotArrays(64, dim);
+    const b = allocateSlotArrays(100, dim);
+    pool.release(a, 0);
+    pool.release(b, 2);
+    expect(pool.take(80, 1)).toBeNull(); // b waits for write epoch 2 to settle; a is too small
+    expect(pool.take(80, 2)).toBe(b);
+    expect(pool.take(200, 5)).toBeNull();
+    pool.release(allocateSlotArrays(300, dim), 0);
+    expect(pool.take(100, 5)).toBeNull(); // 300 slots: more than twice what is asked
+    expect(pool.take(40, 5)).toBe(a);
+    expect(pool.size).toBe(1);
+
+    const bytesOf64 = 64 * dim * 4 + 64 * 29;
+    const full = new SlotArrayPool(3 * bytesOf64);
+    const small = allocateSlotArrays(64, dim);
+    full.release(allocateSlotArrays(70, dim), 0);
+    full.release(small, 0);
+    full.release(allocateSlotArrays(72, dim), 0);
+    expect(full.dropped).toBe(1);
+    expect(full.take(64, 0)).not.toBe(small); // the smallest went first
+    expect(full.bytes).toBe(72 * dim * 4 + 72 * 29);
+  });
+
+  it('a checkpoint cut before states are evicted and reloaded still writes the embeddings it took', async () => {
+    // As the stream does: a cut's write (its changes are views of the cluster matrices) runs in
+    // the background while more clips are added and the next checkpoint is cut, which evict
+    // states and grow or load others; the evicted arrays must not be reused before that write.
+    const dim = 16;
+    const rand = prng(5);
+    const centers = Array.from({ length: 8 }, () => Float32Array.from({ length: dim }, () => gaussian(rand)));
+    const centroids = Float32Array.from(centers.flatMap((c) => [...unit(c)].map((x) => x * 0.8)));
+    const dir = tempDir('semdedup-pin-');
+    const store = await StateStore.open(join(dir, 'state.duckdb'));
+    const sent = new Map<string, Float32Array>();
+    try {
+      // The write of a checkpoint that did not spill starts late (a slow disk, dead letters first).
+      const write = store.checkpoint.bind(store);
+      store.checkpoint = async (changes, positions) => {
+        await new Promise((r) => setTimeout(r, 5));
+        return write(changes, positions);
+      };
+      const engine = await DedupEngine.create({ centroids, dim, rankSpec: spec, idType: 'string', kernel: createJsKernel(), eps: 0.05, flushMaxRows: 8, metadataFields: [], stateMemoryMb: 0.05 }, store);
+      const batches = makeBatches(3000, dim, centers, 40, 21);
+      for (const b of batches) for (let i = 0; i < b.ids.length; i++) sent.set(b.ids[i]!, b.embeddings.slice(i * dim, (i + 1) * dim));
+      let writing: Promise<void> = Promise.resolve();
+      for (const batch of batches) {
+        await engine.add(batch);
+        const cut = await engine.cutCheckpoint();
+        await writing; // persists in cut order, each after the one before
+        writing = cut.persist();
+      }
+      await writing;
+      expect(engine.statesEvicted).toBeGreaterThan(50);
+      expect(engine.arrayPool.reused).toBeGreaterThan(10);
+    } finally {
+      store.close();
+    }
+    const reopened = await StateStore.open(join(dir, 'state.duckdb'));
+    try {
+      const members = await reopened.loadMembers();
+      expect(members.filter((m) => m.home === m.centroid)).toHaveLength(3000);
+      for (const m of members) expect(Array.from(m.embedding), m.rank.id).toEqual(Array.from(sent.get(m.rank.id)!));
+    } finally {
+      reopened.close();
+    }
   });
 });
 
