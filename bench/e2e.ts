@@ -22,6 +22,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, rm
 import { cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureBuilt, readVmHwmKb } from './cli-child.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS = path.join(ROOT, 'bench', 'results');
@@ -146,15 +147,6 @@ function childEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const v of ['OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS']) env[v] ??= '2';
   return env;
-}
-
-function readVmHwmKb(pid: number): number | null {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null; // the process is gone
-  }
 }
 
 /** Run one child to completion; wall time and peak RSS, its output in a log file. */
@@ -346,30 +338,6 @@ function markdownTable(rows: string[][]): string {
 }
 
 // ------------------------------------------------------------------------------------ main
-
-/** Newest mtime of the .ts files under `dir` (what bin/semdedup.mjs compares with dist/.build-stamp). */
-function newestTs(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/**
- * bin/semdedup.mjs runs dist/ only when it is newer than every source, else the sources through
- * tsx (~0.3–1 s of transform per run): build first so "ours" is timed as users run it.
- */
-function ensureBuilt(): void {
-  const stamp = path.join(ROOT, 'dist', '.build-stamp');
-  const fresh = (): boolean => existsSync(stamp) && statSync(stamp).mtimeMs >= Math.max(newestTs(path.join(ROOT, 'src')), newestTs(path.join(ROOT, 'topologies')));
-  if (fresh()) return;
-  console.log('building dist/ (npm run build) so the CLI runs compiled');
-  const res = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8' });
-  if (res.status !== 0 || !fresh()) console.warn(`warning: build failed or sources changed meanwhile; ours runs through tsx\n${res.stdout ?? ''}${res.stderr ?? ''}`);
-}
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));

@@ -2,9 +2,13 @@
  * Streaming benchmarks against the broker of KAFKA_BROKERS (default 127.0.0.1:9092; `npm run kafka:up`):
  *
  * 1. drain: clips/s drained by `semdedup stream --stop-at-end` from a topic already filled by
- *    `semdedup produce` (a backlog), Arrow and JSON records, cpu backend. "drain clips/s" counts
- *    from the consumer's start to the last commit (state load, topic setup and shutdown
- *    excluded); "wall" is the whole run.
+ *    `semdedup produce` (a backlog), Arrow and JSON records, cpu backend. The stream runs as its
+ *    own process, as users run it (`node bin/semdedup.mjs stream … --json`; dist/ built first
+ *    when stale), each drain a fresh process with a fresh group and state; `--drain-in-process`
+ *    runs `runStream` in this process instead (warmer: JIT and heap carry over from the data
+ *    generation and produce before it). "drain clips/s" counts from the consumer's start to the
+ *    last commit (state load, topic setup and shutdown excluded); "wall" is that span; peak RSS
+ *    is the child's VmHWM.
  * 2. latency: `semdedup stream` as its own process with the default flush settings
  *    (--flush-max-ms 100), fed clips paced at --rate per second (JSON, one clip per record)
  *    after a warm-up. Per verdict record: its timestamp minus the later of the record
@@ -14,6 +18,7 @@
  *   npx tsx bench/stream.ts [--rows 50000] [--dim 768] [--clusters 50] [--backend cpu]
  *                           [--formats arrow,json] [--flush-max-rows 4096] [--repeat 1]
  *                           [--rate 1000] [--seconds 20] [--skip-drain] [--skip-latency]
+ *                           [--drain-in-process]
  *
  * Data: the generated sample (src/sources/sample.ts, 5% near-copies) with its cluster directions
  * as centroids, eps 0.01. Writes bench/results/stream.json.
@@ -29,6 +34,7 @@ import { createKafkaClient, createKafkaSource, ensureTopics } from '../src/sourc
 import type { KafkaRecord } from '../src/sources/kafka/index.js';
 import { produceClips } from '../src/stream/produce.js';
 import { runStream } from '../src/stream/run.js';
+import { ensureBuilt, readVmHwmKb } from './cli-child.js';
 import { benchBrokers, benchLogger, parseFlags, ROOT, sampleWithCentroids, writeResults } from './stream-setup.js';
 
 const args = parseFlags();
@@ -42,6 +48,7 @@ const repeat = Number(args.get('repeat') ?? 1);
 const rate = Number(args.get('rate') ?? 1000);
 const seconds = Number(args.get('seconds') ?? 20);
 const warmup = 500;
+const drainInProcess = args.has('drain-in-process');
 const brokers = benchBrokers();
 const logger = benchLogger();
 const run = `${Date.now().toString(36)}`;
@@ -62,17 +69,17 @@ try {
       { name: 'id', type: 'utf8', values: clips.ids.slice(0, rows) },
       { name: 'embedding', type: 'fixed-list-float32', values: clips.embeddings.subarray(0, rows * dim), listSize: dim },
     ], { rowGroupRows: 4096 });
+    if (!drainInProcess) ensureBuilt();
     for (const format of formats) {
       const topic = `semdedup-bench-${format}-${run}`;
       const produced = await produceClips(produceConfigSchema.parse({ brokers, input, topic, format, partitions: 4, batchRows: 1000 }), { logger });
       for (let r = 0; r < repeat; r++) {
         // A fresh group and state each time: the whole backlog is drained again.
         const state = path.join(dir, `state-${format}-${run}-${r}`);
-        const rss0 = process.memoryUsage().rss;
-        const s = await runStream(
-          streamConfigSchema.parse({ brokers, inputTopic: topic, outputTopic: `${topic}.dups`, group: `g-${topic}-${r}`, centroids, state, eps, stopAtEnd: true, backend, metricsPort: 0, flushMaxRows }),
-          { logger },
-        );
+        const group = `g-${topic}-${r}`;
+        const s = drainInProcess
+          ? { ...(await runStream(streamConfigSchema.parse({ brokers, inputTopic: topic, outputTopic: `${topic}.dups`, group, centroids, state, eps, stopAtEnd: true, backend, metricsPort: 0, flushMaxRows }), { logger })), peakRssMb: null }
+          : await drainInChild({ topic, group, state });
         rmSync(state, { recursive: true, force: true });
         const result = {
           bench: 'drain',
@@ -89,7 +96,8 @@ try {
           duplicates_published: s.verdictsOut,
           checkpoints: s.checkpoints,
           step_seconds: s.timings,
-          rss_growth_mb: Math.round((process.memoryUsage().rss - rss0) / 1e6),
+          process: drainInProcess ? 'in-process' : 'own process',
+          peak_rss_mb: s.peakRssMb,
         };
         results.push(result);
         console.log(JSON.stringify(result));
@@ -195,6 +203,33 @@ async function measureLatency(): Promise<Record<string, unknown>> {
     stream_checkpoints: summary.checkpoints,
     stream_step_seconds: summary.timings,
   };
+}
+
+interface DrainSummary {
+  clipsPerSecond: number;
+  seconds: number;
+  verdictsOut: number;
+  checkpoints: number;
+  timings: Record<string, number>;
+  peakRssMb: number | null;
+}
+
+/** `semdedup stream --stop-at-end` as its own process; its JSON summary and peak RSS. */
+async function drainInChild(o: { topic: string; group: string; state: string }): Promise<DrainSummary> {
+  const bin = path.join(ROOT, 'bin', 'semdedup.mjs');
+  const argv = [bin, 'stream', '--brokers', brokers.join(','), '--input-topic', o.topic, '--output-topic', `${o.topic}.dups`, '--group', o.group, '--centroids', centroids, '--state', o.state, '--eps', String(eps), '--backend', backend, '--flush-max-rows', String(flushMaxRows), '--stop-at-end', '--metrics-port', '0', '--json'];
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  let peakKb = 0;
+  const poll = setInterval(() => (peakKb = Math.max(peakKb, readVmHwmKb(child.pid!) ?? 0)), 50);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  clearInterval(poll);
+  if (code !== 0) throw new Error(`semdedup stream exited with ${code}: ${err.slice(-2000)}`);
+  const s = JSON.parse(out) as Omit<DrainSummary, 'peakRssMb'>;
+  return { ...s, peakRssMb: peakKb > 0 ? Math.round(peakKb / 1024) : null };
 }
 
 /** JSON records (key = id) of clips [from, to). */
