@@ -27,7 +27,7 @@ import type { Logger } from '../../runtime/logging.js';
 import { kafkaError } from './client.js';
 import type { KafkaClient } from './client.js';
 import { commitWithinRetryWindow, trackReaderPauses } from './consumer-control.js';
-import { HandoffQueue, handOffAndWait, toRecord } from './handoff.js';
+import { HandoffQueue, Latch, handOffAndWait, toRecord } from './handoff.js';
 import type { KafkaCommitPosition, KafkaRecordBatch } from './types.js';
 
 export interface GroupKafkaSourceConfig {
@@ -103,8 +103,7 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
   let assigned = new Set<number>();
   let rebalancing = false;
   let leaseFrom = 0;
-  let signalClosed!: () => void;
-  const closedSignal = new Promise<void>((resolve) => (signalClosed = resolve));
+  const closing = new Latch();
 
   consumer.on(consumer.events.GROUP_JOIN, (event) => {
     generation++;
@@ -142,7 +141,7 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
     const nextOffset = (BigInt(records[records.length - 1]!.offset) + 1n).toString();
     const item: OwnedBatch = { kind: 'batch', generation, topic, partition, records, commitPosition: { topic, partition, offset: nextOffset }, highWatermark: batch.highWatermark, receivedAt: performance.now() };
     // Not taken (closed, or the batch went stale): the partition's owner fetches it again.
-    if (!(await handOffAndWait(queue, item, { heartbeat, isRunning, isStale }, { heartbeatIntervalMs: heartbeatInterval, closedSignal, isClosed: () => closed }))) return;
+    if (!(await handOffAndWait(queue, item, { heartbeat, isRunning, isStale }, { heartbeatIntervalMs: heartbeatInterval, closed: closing }))) return;
     resolveOffset(batch.lastOffset());
   };
 
@@ -192,7 +191,7 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
     close: async () => {
       if (closed) return;
       closed = true;
-      signalClosed();
+      closing.open();
       queue.abort({ kind: 'end' });
       await consumer.disconnect();
     },
@@ -227,8 +226,7 @@ export async function* readPartitionRanges(client: KafkaClient, topic: string, r
   const queue = new HandoffQueue<OwnedBatch>();
   const unfinished = new Set(wanted.keys());
   const next = new Map([...wanted].map(([p, r]) => [p, BigInt(r.from)]));
-  let stop!: () => void;
-  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  const stopped = new Latch();
   const onBatch = async ({ batch, resolveOffset }: EachBatchPayload): Promise<void> => {
     const r = wanted.get(batch.partition);
     if (!r || !unfinished.has(batch.partition)) return;
@@ -242,7 +240,7 @@ export async function* readPartitionRanges(client: KafkaClient, topic: string, r
       let signalTaken!: () => void;
       const taken = new Promise<void>((resolve) => (signalTaken = resolve));
       queue.push({ kind: 'item', item: { kind: 'batch', generation: 0, topic, partition: batch.partition, records, commitPosition: { topic, partition: batch.partition, offset: end.toString() }, highWatermark: batch.highWatermark }, take: signalTaken });
-      await Promise.race([taken, stopped]);
+      await stopped.race([taken]);
     }
     resolveOffset(batch.lastOffset());
     if (BigInt(batch.lastOffset()) + 1n >= to) {
@@ -264,7 +262,7 @@ export async function* readPartitionRanges(client: KafkaClient, topic: string, r
     logger.debug({ groupId, ranges: [...wanted.values()] }, 'rebuild reader started');
     yield* queue.drain();
   } finally {
-    stop();
+    stopped.open();
     await consumer.disconnect().catch(() => {});
     // The throwaway group has no committed offsets; the broker forgets it after offsets.retention.
   }

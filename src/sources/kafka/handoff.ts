@@ -78,6 +78,46 @@ export class HandoffQueue<T> {
 }
 
 /**
+ * A one-shot signal (a source closing) that waits race against. A promise settled only at the
+ * end, raced again and again, keeps one reaction per race (each holding what that race settled
+ * with) until it settles: for a source consuming all day, one per batch. A wait on a latch is
+ * dropped when its race is over.
+ */
+export class Latch {
+  #open = false;
+  readonly #waiters = new Set<() => void>();
+
+  get isOpen(): boolean {
+    return this.#open;
+  }
+
+  open(): void {
+    if (this.#open) return;
+    this.#open = true;
+    for (const wake of this.#waiters) wake();
+    this.#waiters.clear();
+  }
+
+  /** Waiters now (tests: none may stay behind a finished race). */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+
+  /** `Promise.race(others)`, cut short (undefined) when the latch opens. */
+  async race<T>(others: readonly Promise<T>[]): Promise<T | undefined> {
+    if (this.#open) return undefined;
+    let wake!: () => void;
+    const opened = new Promise<undefined>((resolve) => (wake = () => resolve(undefined)));
+    this.#waiters.add(wake);
+    try {
+      return await Promise.race([...others, opened]);
+    } finally {
+      this.#waiters.delete(wake);
+    }
+  }
+}
+
+/**
  * Queues `item` and waits for the reader to take it, heartbeating every `heartbeatIntervalMs`
  * so a slow reader does not get the member kicked from the group. True: taken. False: given up
  * (closed, or kafkajs stopped or staled the batch) and removed, not delivered and not resolved,
@@ -88,7 +128,7 @@ export async function handOffAndWait<T>(
   queue: HandoffQueue<T>,
   item: T,
   payload: Pick<EachBatchPayload, 'heartbeat' | 'isRunning' | 'isStale'>,
-  options: { readonly heartbeatIntervalMs: number; readonly closedSignal: Promise<void>; readonly isClosed: () => boolean },
+  options: { readonly heartbeatIntervalMs: number; readonly closed: Latch },
 ): Promise<boolean> {
   let taken = false;
   let signalTaken!: () => void;
@@ -106,10 +146,10 @@ export async function handOffAndWait<T>(
   queue.push(handoff);
   while (!taken) {
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([takenSignal, options.closedSignal, new Promise((resolve) => (timer = setTimeout(resolve, options.heartbeatIntervalMs)))]);
+    await options.closed.race([takenSignal, new Promise<void>((resolve) => (timer = setTimeout(resolve, options.heartbeatIntervalMs)))]);
     clearTimeout(timer);
     if (taken) break;
-    if (options.isClosed() || !payload.isRunning() || payload.isStale()) {
+    if (options.closed.isOpen || !payload.isRunning() || payload.isStale()) {
       queue.remove(handoff);
       return false;
     }

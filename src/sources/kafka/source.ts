@@ -32,7 +32,7 @@ import type { Logger } from '../../runtime/logging.js';
 import { kafkaError } from './client.js';
 import type { KafkaClient } from './client.js';
 import { commitWithinRetryWindow, trackReaderPauses } from './consumer-control.js';
-import { HandoffQueue, handOffAndWait, toRecord } from './handoff.js';
+import { HandoffQueue, Latch, handOffAndWait, toRecord } from './handoff.js';
 import type { KafkaCommitPosition, KafkaRecordBatch } from './types.js';
 
 export interface KafkaSourceConfig {
@@ -125,10 +125,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
   const queue = new HandoffQueue<KafkaRecordBatch>();
   let closed = false;
   let iterating = false;
-  let signalClosed!: () => void;
-  const closedSignal = new Promise<void>((resolve) => {
-    signalClosed = resolve;
-  });
+  const closing = new Latch();
 
   const finishedPartitions = (): number[] => partitions.filter((p) => !unfinished.has(p));
 
@@ -169,7 +166,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
       receivedAt: performance.now(),
     };
     // Not taken (closed, or the batch went stale): kafkajs (or the partition's next owner) fetches it again.
-    if (!(await handOffAndWait(queue, batchOut, { heartbeat, isRunning, isStale }, { heartbeatIntervalMs, closedSignal, isClosed: () => closed }))) return;
+    if (!(await handOffAndWait(queue, batchOut, { heartbeat, isRunning, isStale }, { heartbeatIntervalMs, closed: closing }))) return;
     resolveOffset(batch.lastOffset());
     advance(partition, nextOffset);
   };
@@ -243,7 +240,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     close: async () => {
       if (closed) return;
       closed = true;
-      signalClosed();
+      closing.open();
       queue.abort({ kind: 'end' });
       await consumer.disconnect();
     },
