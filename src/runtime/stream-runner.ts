@@ -138,11 +138,14 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
     if (failure) throw failure.err;
   };
   const durable = topology.durable ?? [];
+  /** When the last checkpoint's own steps ended (the backlog age limit counts from there). */
+  let lastCheckpointEnd = -Infinity;
   const checkpoint = async (): Promise<void> => {
     await settle(durableInFlight - 1);
     if (ctx.pendingRows === 0 && ctx.pendingSince === null) return;
     const started = performance.now();
     for (const s of topology.checkpoint) await timed(s.id, () => s.run(ctx, logOf(s.id)));
+    lastCheckpointEnd = performance.now();
     if (durable.length === 0) {
       options.onCheckpoint?.(performance.now() - started);
       return;
@@ -164,8 +167,17 @@ export async function runStreamTopology<C extends StreamRunnableContext, In>(
   for (const s of topology.start) await timed(s.id, () => s.run(ctx, logOf(s.id)));
   const backlogFlushMaxMs = options.backlogFlushMaxMs ?? 10 * options.flushMaxMs;
   const backlogFlushMaxRows = Math.min(options.backlogFlushMaxRows ?? 2 * options.flushMaxRows, options.maxBufferedRows);
-  /** When the oldest waiting row is due for a checkpoint (null: nothing waits). */
-  const dueAt = (): number | null => (ctx.pendingSince === null ? null : ctx.pendingSince + (ctx.backlog ? backlogFlushMaxMs : options.flushMaxMs));
+  /**
+   * When the oldest waiting row is due for a checkpoint (null: nothing waits). In a backlog the
+   * age counts from the end of the last checkpoint at the earliest: rows fetched while it ran
+   * (or long before, waiting in the prefetch) would otherwise be due as soon as they are taken,
+   * so a slow checkpoint (a state reloaded under a memory budget) made the next ones small, and
+   * small ones slower per clip.
+   */
+  const dueAt = (): number | null => {
+    if (ctx.pendingSince === null) return null;
+    return ctx.backlog ? Math.max(ctx.pendingSince, lastCheckpointEnd) + backlogFlushMaxMs : ctx.pendingSince + options.flushMaxMs;
+  };
 
   // One stop promise per wait, dropped after it: a promise still pending after a Promise.race keeps
   // a reaction that holds the race's outcome, so one run-long stop promise raced against every

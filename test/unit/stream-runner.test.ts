@@ -83,6 +83,31 @@ describe('runStreamTopology', () => {
     expect(caughtUp.events).toEqual(['start', 'batch 15', 'batch 15', 'checkpoint 30', 'batch 15', 'checkpoint 15']);
   });
 
+  it('in a backlog, rows fetched long ago are not due at once after a checkpoint: the age counts from its end', async () => {
+    // Every batch arrives as if fetched a second before it is taken (prefetched while the last
+    // checkpoint ran): older than the stretched limit (400 ms) the moment it is taken.
+    const late = defineStreamTopology<Ctx, number>('late', {
+      start: [],
+      perBatch: pipeline<Ctx, number>().then('take', (rows, ctx) => {
+        ctx.pendingSince ??= performance.now() - 1000;
+        ctx.pendingRows += rows;
+        return null;
+      }),
+      checkpoint: [
+        step('checkpoint', async (ctx) => {
+          ctx.events.push(`checkpoint ${ctx.pendingRows}`);
+          ctx.pendingRows = 0;
+          ctx.pendingSince = null;
+        }),
+      ],
+    });
+    const ctx = newCtx();
+    ctx.backlog = true;
+    await runStreamTopology(late, ctx, source([5, 5, 5, 5, 5, 5]), silentLogger(), opts);
+    // The first is due at once (no checkpoint yet); the rest wait for rows or 400 ms after it.
+    expect(ctx.events).toEqual(['checkpoint 5', 'checkpoint 25']);
+  });
+
   it('a batch ended early by a step still counts; an abort checkpoints what was taken and stops', async () => {
     const ctx = newCtx();
     const controller = new AbortController();
