@@ -97,7 +97,6 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
     maxWaitTimeInMs: config.maxWaitTimeMs ?? 500,
   });
   const queue = new HandoffQueue<GroupSourceItem>();
-  let closed = false;
   let iterating = false;
   let generation = 0;
   let assigned = new Set<number>();
@@ -135,7 +134,7 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
   const pauses = trackReaderPauses(consumer, topic, { allPartitions: () => Array.from({ length: partitionCount }, (_, p) => p), logger });
 
   const onBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
-    if (closed || batch.messages.length === 0) return;
+    if (closing.isOpen || batch.messages.length === 0) return;
     const { partition } = batch;
     const records = batch.messages.map((m) => toRecord(topic, partition, m));
     const nextOffset = (BigInt(records[records.length - 1]!.offset) + 1n).toString();
@@ -165,18 +164,18 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
       iterating = true;
       return queue.drain();
     },
-    owns: (partition, gen) => !closed && !rebalancing && gen === generation && assigned.has(partition) && performance.now() - leaseFrom < sessionTimeout / 2,
+    owns: (partition, gen) => !closing.isOpen && !rebalancing && gen === generation && assigned.has(partition) && performance.now() - leaseFrom < sessionTimeout / 2,
     commit: async (positions) => {
       const list = [...positions];
       if (list.length === 0) return true;
-      if (closed) return false;
+      if (closing.isOpen) return false;
       const joinedIn = generation;
       // Retried while kafkajs restarts the consumer, within the client's retry window; but once
       // the member has joined again its partitions may be another's: then nothing is committed.
       return commitWithinRetryWindow(consumer, topic, list, {
         windowMs: client.retryWindowMs,
         logger,
-        mayCommit: () => !closed && generation === joinedIn,
+        mayCommit: () => !closing.isOpen && generation === joinedIn,
         refused: (err) => {
           const type = (err as { type?: string }).type ?? '';
           if (!/REBALANCE_IN_PROGRESS|ILLEGAL_GENERATION|UNKNOWN_MEMBER_ID|NOT_COORDINATOR/.test(type) && !/rebalanc/i.test((err as Error).message ?? '')) return false;
@@ -189,8 +188,7 @@ export async function createGroupKafkaSource(client: KafkaClient, config: GroupK
     pause: () => pauses.pause(null),
     resume: () => pauses.resume(null),
     close: async () => {
-      if (closed) return;
-      closed = true;
+      if (closing.isOpen) return;
       closing.open();
       queue.abort({ kind: 'end' });
       await consumer.disconnect();

@@ -123,7 +123,6 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     heartbeatInterval: heartbeatIntervalMs,
   });
   const queue = new HandoffQueue<KafkaRecordBatch>();
-  let closed = false;
   let iterating = false;
   const closing = new Latch();
 
@@ -143,7 +142,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
 
   const onBatch = async ({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> => {
     const { partition } = batch;
-    if (closed || queue.finished) return;
+    if (closing.isOpen || queue.finished) return;
     if (stopAtEnd && !unfinished.has(partition)) return; // a fetch that raced the pause
     let messages: KafkaMessage[] = batch.messages;
     const end = endOffsets?.get(partition);
@@ -224,7 +223,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
     commit: async (positions) => {
       const list = isPosition(positions) ? [positions] : [...positions];
       if (list.length === 0) return;
-      if (closed) throw new SemdedupError('Kafka source is closed; offsets not committed', { context: { topic } });
+      if (closing.isOpen) throw new SemdedupError('Kafka source is closed; offsets not committed', { context: { topic } });
       for (const p of list) {
         if (p.topic !== topic) throw new InvariantError(`commit for topic ${p.topic} on a source of ${topic}`);
       }
@@ -238,8 +237,7 @@ export async function createKafkaSource(client: KafkaClient, config: KafkaSource
       if (stopAtEnd && done.length > 0) pauseSafely(done);
     },
     close: async () => {
-      if (closed) return;
-      closed = true;
+      if (closing.isOpen) return;
       closing.open();
       queue.abort({ kind: 'end' });
       await consumer.disconnect();
