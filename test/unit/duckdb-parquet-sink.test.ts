@@ -2,40 +2,23 @@
  * `writeParquetViaDuckDb` writes what `writeParquetFile` writes: the same values and Arrow types
  * when read back by parquet-wasm (embedding as a fixed-size list), by our sources, and by DuckDB.
  */
-import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { Bool, DataType, Date_, DateUnit, Float32, Float64, Int32, Int64, TimeMillisecond, TimeUnit, Timestamp, Utf8 } from 'apache-arrow';
-import { DuckDBInstance } from '@duckdb/node-api';
-import type { DuckDBConnection } from '@duckdb/node-api';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataType, Date_, DateUnit, TimeMillisecond, TimeUnit, Timestamp } from 'apache-arrow';
+import { describe, expect, it } from 'vitest';
 import { InvariantError } from '../../src/shared/errors.js';
 import { writeParquetViaDuckDb } from '../../src/sinks/duckdb-parquet.js';
 import { writeParquetFile } from '../../src/sinks/parquet/index.js';
 import type { ColumnSpec } from '../../src/sinks/parquet/index.js';
 import { iterateRawBatches } from '../../src/sources/index.js';
 import { iterateDuckDbRawBatches } from '../../src/sources/duckdb/index.js';
-import { collect, columnValues, readArrow } from '../helpers/parquet-readback.js';
+import { collect, columnValues, mixedColumns, parquetScratch, readArrow } from '../helpers/parquet-readback.js';
 
-let dir: string;
-let instance: DuckDBInstance;
-let connection: DuckDBConnection;
-
-beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'semdedup-duckdb-sink-'));
-  instance = await DuckDBInstance.create(':memory:', { threads: '2' });
-  connection = await instance.connect();
-});
-afterAll(() => {
-  connection.closeSync();
-  instance.closeSync();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const p = (name: string): string => path.join(dir, name);
+const scratch = parquetScratch('semdedup-duckdb-sink-');
+const p = scratch.path;
 
 const tempTables = async (): Promise<number> =>
-  Number((await connection.runAndReadAll('SELECT count(*) AS n FROM duckdb_tables() WHERE temporary')).getRowObjectsJS()[0]!.n);
+  Number((await scratch.connection.runAndReadAll('SELECT count(*) AS n FROM duckdb_tables() WHERE temporary')).getRowObjectsJS()[0]!.n);
 
 describe('writeParquetViaDuckDb', () => {
   it('round trip: same values and Arrow types as writeParquetFile, across chunks and row groups', async () => {
@@ -43,27 +26,14 @@ describe('writeParquetViaDuckDb', () => {
     const d = 8;
     const emb = Float32Array.from({ length: n * d }, (_, i) => Math.cos(i * 0.01));
     const columns: ColumnSpec[] = [
-      { name: 'id', type: 'utf8', values: Array.from({ length: n }, (_, i) => (i === 7 ? null : i % 3 ? `clip-${i}` : `a-long-identifier-é-${i}-${'q'.repeat(i % 50)}`)) },
-      { name: 'embedding', type: 'fixed-list-float32', values: emb, listSize: d, nulls: Uint8Array.from({ length: n }, (_, i) => (i === 3000 ? 1 : 0)) },
-      { name: 'num_id', type: 'int64', values: Array.from({ length: n }, (_, i) => (i === 2 ? null : String(BigInt(i) * 4611686018427387n - 2n ** 62n))) },
-      { name: 'num_id2', type: 'int64', values: BigInt64Array.from({ length: n }, (_, i) => BigInt(-i)) },
-      { name: 'centroid', type: 'int32', values: new Int32Array(n).fill(41) },
-      { name: 'l2_dist_to_cent', type: 'float32', values: Float32Array.from({ length: n }, (_, i) => i / 9), nulls: Uint8Array.from({ length: n }, (_, i) => (i === 2049 ? 1 : 0)) },
-      { name: 'score64', type: 'float64', values: Array.from({ length: n }, (_, i) => (i === 5 ? null : i / 7)) },
-      { name: 'flag', type: 'bool', values: Array.from({ length: n }, (_, i) => (i === 1 ? null : i % 3 === 0)) },
+      ...mixedColumns(n, d, emb),
       { name: 'var', type: 'list-float32', values: Array.from({ length: n }, (_, i) => (i % 97 === 1 ? null : Array.from({ length: i % 4 }, (_, k) => i + k / 4))) },
-      { name: 'm_utf8', type: { arrow: new Utf8() }, values: Array.from({ length: n }, (_, i) => (i % 5 ? `v${i % 13}` : null)) },
-      { name: 'm_int64', type: { arrow: new Int64() }, values: Array.from({ length: n }, (_, i) => (i % 6 ? BigInt(i) * 10000000000n : null)) },
-      { name: 'm_float64', type: { arrow: new Float64() }, values: Array.from({ length: n }, (_, i) => (i % 7 ? i * 0.5 : null)) },
-      { name: 'm_bool', type: { arrow: new Bool() }, values: Array.from({ length: n }, (_, i) => (i % 8 ? i % 2 === 1 : null)) },
-      { name: 'm_int32', type: { arrow: new Int32() }, values: Array.from({ length: n }, (_, i) => (i % 9 ? -i : null)) },
-      { name: 'm_float32', type: { arrow: new Float32() }, values: Array.from({ length: n }, (_, i) => (i % 10 ? Math.fround(i / 3) : null)) },
       { name: 'm_ts', type: { arrow: new Timestamp(TimeUnit.MILLISECOND) }, values: Array.from({ length: n }, (_, i) => (i % 11 ? 1577836800000 + i * 1001 : null)) },
       { name: 'm_date', type: { arrow: new Date_(DateUnit.DAY) }, values: Array.from({ length: n }, (_, i) => (i % 12 ? 86400000 * (18000 + i) : null)) },
     ];
-    const duckFile = path.join(dir, 'out', 'duck.parquet');
+    const duckFile = p('out', 'duck.parquet');
     const wasmFile = p('wasm.parquet');
-    const result = await writeParquetViaDuckDb(connection, duckFile, columns, { rowGroupRows: 1000 });
+    const result = await writeParquetViaDuckDb(scratch.connection, duckFile, columns, { rowGroupRows: 1000 });
     expect(result).toMatchObject({ path: duckFile, rows: n });
     expect(result.bytes).toBeGreaterThan(n * d * 4 * 0.5);
     await writeParquetFile(wasmFile, columns, { rowGroupRows: 1000 });
@@ -87,14 +57,14 @@ describe('writeParquetViaDuckDb', () => {
     expect(viaWasm).toEqual(await collect(iterateRawBatches([wasmFile], fields)));
 
     // DuckDB reads the embedding as FLOAT[] (a Parquet list), with the values written.
-    const row = (await connection.runAndReadAll(`SELECT embedding, typeof(embedding) AS t, num_id FROM read_parquet('${duckFile}') LIMIT 1 OFFSET 1`)).getRowObjectsJS()[0]!;
+    const row = (await scratch.connection.runAndReadAll(`SELECT embedding, typeof(embedding) AS t, num_id FROM read_parquet('${duckFile}') LIMIT 1 OFFSET 1`)).getRowObjectsJS()[0]!;
     expect(row.t).toBe('FLOAT[]');
     expect(row.embedding).toEqual(Array.from(emb.subarray(d, 2 * d)));
   });
 
   it('zero rows: an empty file with the schema', async () => {
     const file = p('empty.parquet');
-    await writeParquetViaDuckDb(connection, file, [
+    await writeParquetViaDuckDb(scratch.connection, file, [
       { name: 'id', type: 'utf8', values: [] },
       { name: 'embedding', type: 'fixed-list-float32', values: new Float32Array(0), listSize: 4 },
     ]);
@@ -106,16 +76,16 @@ describe('writeParquetViaDuckDb', () => {
   it('refuses mismatched columns and leaves nothing behind', async () => {
     const file = p('bad.parquet');
     await expect(
-      writeParquetViaDuckDb(connection, file, [
+      writeParquetViaDuckDb(scratch.connection, file, [
         { name: 'id', type: 'utf8', values: ['a', 'b'] },
         { name: 'embedding', type: 'fixed-list-float32', values: new Float32Array(4), listSize: 4 },
       ]),
     ).rejects.toBeInstanceOf(InvariantError);
     await expect(
-      writeParquetViaDuckDb(connection, file, [{ name: 'clock', type: { arrow: new TimeMillisecond() }, values: [1] }]),
+      writeParquetViaDuckDb(scratch.connection, file, [{ name: 'clock', type: { arrow: new TimeMillisecond() }, values: [1] }]),
     ).rejects.toBeInstanceOf(InvariantError);
     expect(existsSync(file)).toBe(false);
-    expect(readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect(readdirSync(scratch.dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
     expect(await tempTables()).toBe(0);
   });
 });

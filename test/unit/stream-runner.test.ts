@@ -34,6 +34,14 @@ const topology = defineStreamTopology<Ctx, number>('test', {
   ],
 });
 
+/** The per-batch step of the topologies built in the tests below; rows wait from `agoMs` before now. */
+function takeRows(rows: number, ctx: Ctx, agoMs = 0): null {
+  ctx.pendingSince ??= performance.now() - agoMs;
+  ctx.pendingRows += rows;
+  ctx.events.push(`batch ${rows}`);
+  return null;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A source that yields `items`: numbers are batches, `wait N` pauses N ms. */
@@ -88,11 +96,7 @@ describe('runStreamTopology', () => {
     // checkpoint ran): older than the stretched limit (400 ms) the moment it is taken.
     const late = defineStreamTopology<Ctx, number>('late', {
       start: [],
-      perBatch: pipeline<Ctx, number>().then('take', (rows, ctx) => {
-        ctx.pendingSince ??= performance.now() - 1000;
-        ctx.pendingRows += rows;
-        return null;
-      }),
+      perBatch: pipeline<Ctx, number>().then('take', (rows, ctx) => takeRows(rows, ctx, 1000)),
       checkpoint: [
         step('checkpoint', async (ctx) => {
           ctx.events.push(`checkpoint ${ctx.pendingRows}`);
@@ -105,7 +109,7 @@ describe('runStreamTopology', () => {
     ctx.backlog = true;
     await runStreamTopology(late, ctx, source([5, 5, 5, 5, 5, 5]), silentLogger(), opts);
     // The first is due at once (no checkpoint yet); the rest wait for rows or 400 ms after it.
-    expect(ctx.events).toEqual(['checkpoint 5', 'checkpoint 25']);
+    expect(ctx.events).toEqual(['batch 5', 'checkpoint 5', 'batch 5', 'batch 5', 'batch 5', 'batch 5', 'batch 5', 'checkpoint 25']);
   });
 
   it('a batch ended early by a step still counts; an abort checkpoints what was taken and stops', async () => {
@@ -135,12 +139,7 @@ describe('runStreamTopology', () => {
     }
     const withDurable = defineStreamTopology<DurableCtx, number>('durable', {
       start: [],
-      perBatch: pipeline<DurableCtx, number>().then('take', (rows, ctx) => {
-        ctx.pendingSince ??= performance.now();
-        ctx.pendingRows += rows;
-        ctx.events.push(`batch ${rows}`);
-        return null;
-      }),
+      perBatch: pipeline<DurableCtx, number>().then('take', (rows, ctx) => takeRows(rows, ctx)),
       checkpoint: [
         step('cut', async (ctx) => {
           ctx.events.push(`cut ${ctx.pendingRows}`);
@@ -173,12 +172,7 @@ describe('runStreamTopology', () => {
     }
     const queued = defineStreamTopology<QueueCtx, number>('queued', {
       start: [],
-      perBatch: pipeline<QueueCtx, number>().then('take', (rows, ctx) => {
-        ctx.pendingSince ??= performance.now();
-        ctx.pendingRows += rows;
-        ctx.events.push(`batch ${rows}`);
-        return null;
-      }),
+      perBatch: pipeline<QueueCtx, number>().then('take', (rows, ctx) => takeRows(rows, ctx)),
       checkpoint: [
         step('cut', async (ctx) => {
           ctx.events.push(`cut ${ctx.pendingRows}`);
@@ -208,11 +202,7 @@ describe('runStreamTopology', () => {
   it('stops with the error of a failed durable step', async () => {
     const failing = defineStreamTopology<Ctx, number>('failing', {
       start: [],
-      perBatch: pipeline<Ctx, number>().then('take', (rows, ctx) => {
-        ctx.pendingSince ??= performance.now();
-        ctx.pendingRows += rows;
-        return null;
-      }),
+      perBatch: pipeline<Ctx, number>().then('take', (rows, ctx) => takeRows(rows, ctx)),
       checkpoint: [
         step('cut', async (ctx) => {
           ctx.pendingRows = 0;
